@@ -1,0 +1,115 @@
+"""The Driver protocol: the one contract every backend (memory, AMQP, Redis Streams) keeps.
+
+A driver stores messages as `Envelope`s and hands them to consumers as `Delivery`s.
+Delivery is push with credit: `attach(queue, sink, prefetch)` makes the driver call
+`sink(delivery)` whenever it has a message and the subscription has fewer than
+`prefetch` unsettled deliveries. Settling a delivery frees one credit.
+
+Drivers know nothing of consumers, functions, codecs or config files; they move bytes
+and headers. `tests/drivers/conformance.py` checks every rule written here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from relevo.message import Delivery, Envelope, Outcome
+
+DeliverySink = Callable[[Delivery], None]
+"""Receives each delivery on the event loop thread; must not block."""
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSpec:
+    """A queue to declare: its broker-side name and its driver-specific options."""
+
+    name: str
+    options: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """Counts for one queue. message_count = ready + in_flight."""
+
+    ready: int
+    in_flight: int
+    consumer_count: int
+
+    @property
+    def message_count(self) -> int:
+        return self.ready + self.in_flight
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "message_count": self.message_count,
+            "ready": self.ready,
+            "in_flight": self.in_flight,
+            "consumer_count": self.consumer_count,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a driver can promise; the conformance suite skips checks a driver disclaims."""
+
+    durable: bool  # messages survive a restart of the process
+    exact_in_flight: bool  # info() splits ready / in_flight exactly
+    nack_to_tail: bool  # a nacked message goes behind the messages already waiting
+
+
+class Subscription(Protocol):
+    """One consumer's attachment to one queue. `settle` is also its `Settler` role."""
+
+    loop: asyncio.AbstractEventLoop
+    thread_id: int
+
+    def settle(self, delivery: Delivery, outcome: Outcome) -> None:
+        """Apply `outcome` to a delivery this subscription made.
+
+        Called at most once per delivery (Delivery enforces it), on the loop thread.
+        Must not block: drivers that need I/O queue it and flush soon after. Frees one
+        credit, so the driver may push the next delivery from inside this call.
+        """
+
+    async def cancel(self) -> None:
+        """Stop pushing new deliveries. Those already pushed stay valid and settleable."""
+
+    async def close(self) -> None:
+        """Flush queued settlements, then give every still-unsettled delivery back.
+
+        Each of those is claimed (so a late ack from an abandoned handler does nothing)
+        and counts as a failed attempt: a handler had it. Idempotent.
+        """
+
+
+class Driver(Protocol):
+    """A backend. Every coroutine raises `relevo.errors` exceptions, never the client's."""
+
+    capabilities: Capabilities
+
+    async def start(self) -> None:
+        """Connect. Raises DriverUnavailable when the broker cannot be reached."""
+
+    async def stop(self) -> None:
+        """Close subscriptions and connections. Idempotent."""
+
+    async def declare(self, spec: QueueSpec) -> None:
+        """Create the queue if missing. Idempotent; conflicting options raise ConfigError."""
+
+    async def publish(self, queue: str, envelopes: Sequence[Envelope]) -> None:
+        """Store the envelopes, in order, before returning (broker confirms included).
+
+        Raises QueueNotFound for an undeclared queue; QueueFull or DriverUnavailable when
+        it cannot complete within the driver's publish timeout. Never hangs.
+        """
+
+    async def attach(
+        self, queue: str, sink: DeliverySink, prefetch: int, options: Mapping[str, Any]
+    ) -> Subscription:
+        """Start pushing deliveries to `sink`, never more than `prefetch` unsettled."""
+
+    async def info(self, queue: str) -> QueueStats:
+        """Counts for a declared queue; QueueNotFound otherwise."""

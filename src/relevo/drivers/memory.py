@@ -1,0 +1,210 @@
+"""The in-process driver: a real queue with competing consumers, credit and backpressure.
+
+Each queue is a deque of envelopes. Deliveries are pushed synchronously to whichever
+attached subscription has credit (round robin), so draining costs no task switches of
+its own. Nothing survives a restart: stopping the driver drops its store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import deque
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from relevo.drivers.base import Capabilities, DeliverySink, QueueSpec, QueueStats
+from relevo.drivers.memory_settings import MemoryQueueOptions, MemorySettings
+from relevo.errors import DriverUnavailable, QueueFull, QueueNotFound
+from relevo.message import Delivery, Envelope, Outcome
+
+
+class _MemoryQueue:
+    __slots__ = ("dispatching", "hungry", "in_flight", "max_length", "name", "ready", "space",
+                 "subscriptions")
+
+    def __init__(self, name: str, max_length: int | None) -> None:
+        self.name = name
+        self.max_length = max_length
+        self.ready: deque[Envelope] = deque()
+        self.in_flight = 0
+        self.subscriptions: list[_MemorySubscription] = []
+        self.hungry: deque[_MemorySubscription] = deque()  # attached, active, with credit
+        self.space: deque[asyncio.Future[None]] = deque()  # publishers waiting for room
+        self.dispatching = False
+
+    def is_full(self) -> bool:
+        return self.max_length is not None and len(self.ready) + self.in_flight >= self.max_length
+
+    def dispatch(self) -> None:
+        """Push ready envelopes to hungry subscriptions until one side runs out."""
+        if self.dispatching:  # a sink settled synchronously; the outer loop goes on
+            return
+        self.dispatching = True
+        try:
+            ready, hungry = self.ready, self.hungry
+            while ready and hungry:
+                sub = hungry[0]
+                sub.push(ready.popleft())
+                if sub.credit == 0:
+                    hungry.popleft()
+                elif len(hungry) > 1:
+                    hungry.rotate(-1)
+        finally:
+            self.dispatching = False
+
+    def make_room(self) -> None:
+        """A message left the queue: wake one publisher waiting for space."""
+        while self.space:
+            waiter = self.space.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+
+class _MemorySubscription:
+    __slots__ = ("active", "credit", "loop", "queue", "sink", "thread_id", "unsettled")
+
+    def __init__(self, queue: _MemoryQueue, sink: DeliverySink, prefetch: int) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.thread_id = threading.get_ident()
+        self.queue = queue
+        self.sink = sink
+        self.credit = prefetch
+        self.active = True
+        self.unsettled: set[Delivery] = set()
+
+    def push(self, envelope: Envelope) -> None:
+        self.credit -= 1
+        self.queue.in_flight += 1
+        delivery = Delivery(
+            self, envelope.id, envelope.body, envelope.headers, envelope.attempts + 1, envelope
+        )
+        self.unsettled.add(delivery)
+        self.sink(delivery)
+
+    def settle(self, delivery: Delivery, outcome: Outcome) -> None:
+        if delivery not in self.unsettled:  # given back by close() already
+            return
+        self.unsettled.discard(delivery)
+        queue = self.queue
+        queue.in_flight -= 1
+        envelope: Envelope = delivery.tag
+        if outcome is Outcome.ACK:
+            queue.make_room()
+        elif outcome is Outcome.NACK:
+            envelope.attempts += 1
+            queue.ready.append(envelope)
+        else:
+            queue.ready.appendleft(envelope)
+        self.credit += 1
+        if self.credit == 1 and self.active:
+            queue.hungry.append(self)
+        queue.dispatch()
+
+    async def cancel(self) -> None:
+        if not self.active:
+            return
+        self.active = False
+        if self in self.queue.hungry:
+            self.queue.hungry.remove(self)
+
+    async def close(self) -> None:
+        await self.cancel()
+        queue = self.queue
+        for delivery in list(self.unsettled):
+            if delivery.claim():  # a handler had it and never settled: counts as an attempt
+                envelope: Envelope = delivery.tag
+                envelope.attempts += 1
+                queue.ready.append(envelope)
+                queue.in_flight -= 1
+        self.unsettled.clear()
+        if self in queue.subscriptions:
+            queue.subscriptions.remove(self)
+        queue.dispatch()
+
+
+class MemoryDriver:
+    """`queue.driver.memory`."""
+
+    capabilities = Capabilities(durable=False, exact_in_flight=True, nack_to_tail=True)
+
+    def __init__(self, settings: MemorySettings | None = None) -> None:
+        self.settings = settings or MemorySettings()
+        self._queues: dict[str, _MemoryQueue] = {}
+        self._running = False
+
+    async def start(self) -> None:
+        self._running = True
+
+    async def stop(self) -> None:
+        self._running = False
+        for queue in self._queues.values():
+            for sub in list(queue.subscriptions):
+                await sub.close()
+            for waiter in queue.space:
+                if not waiter.done():
+                    waiter.set_exception(DriverUnavailable("memory driver stopped"))
+        self._queues.clear()
+
+    async def declare(self, spec: QueueSpec) -> None:
+        self._check_running()
+        options = MemoryQueueOptions.model_validate(dict(spec.options))
+        queue = self._queues.get(spec.name)
+        if queue is None:
+            self._queues[spec.name] = _MemoryQueue(spec.name, options.max_length)
+        else:
+            queue.max_length = options.max_length
+
+    async def publish(self, queue: str, envelopes: Sequence[Envelope]) -> None:
+        target = self._queue(queue)
+        if target.max_length is None:
+            target.ready.extend(envelopes)
+        else:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self.settings.publish_timeout
+            for envelope in envelopes:
+                while target.is_full():
+                    await self._wait_for_room(target, deadline)
+                target.ready.append(envelope)
+        target.dispatch()
+
+    async def _wait_for_room(self, queue: _MemoryQueue, deadline: float) -> None:
+        waiter = asyncio.get_running_loop().create_future()
+        queue.space.append(waiter)
+        try:
+            async with asyncio.timeout_at(deadline):
+                await waiter
+        except TimeoutError:
+            raise QueueFull(
+                f"memory queue {queue.name!r} stayed full ({queue.max_length} messages) "
+                f"for the publish timeout of {self.settings.publish_timeout}s"
+            ) from None
+        finally:
+            if not waiter.done():
+                waiter.cancel()
+
+    async def attach(
+        self, queue: str, sink: DeliverySink, prefetch: int, options: Mapping[str, Any]
+    ) -> _MemorySubscription:
+        target = self._queue(queue)
+        sub = _MemorySubscription(target, sink, max(1, prefetch))
+        target.subscriptions.append(sub)
+        target.hungry.append(sub)
+        target.dispatch()
+        return sub
+
+    async def info(self, queue: str) -> QueueStats:
+        target = self._queue(queue)
+        return QueueStats(len(target.ready), target.in_flight, len(target.subscriptions))
+
+    def _queue(self, name: str) -> _MemoryQueue:
+        self._check_running()
+        try:
+            return self._queues[name]
+        except KeyError:
+            raise QueueNotFound(f"memory queue {name!r} is not declared") from None
+
+    def _check_running(self) -> None:
+        if not self._running:
+            raise DriverUnavailable("memory driver is not running")

@@ -1,0 +1,1 @@
+"""The Redis Streams driver, on redis-py's asyncio client."""

@@ -1,0 +1,424 @@
+"""The driver contract, as tests. Every driver's test module subclasses `DriverConformance`.
+
+A subclass provides two fixtures: `driver` (a started driver, stopped afterwards) and
+`queue_options` (options for `declare`). Queue names are unique per test, so a broker
+that keeps state between runs cannot leak messages from one test into another.
+Capability flags on the driver class (`Driver.capabilities`) switch off checks a
+driver honestly cannot make.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from relevo.drivers.base import Driver, QueueSpec, Subscription
+from relevo.errors import QueueNotFound
+from relevo.message import Delivery, Envelope
+from tests.waiting import wait_until
+
+
+class Collector:
+    """A sink that records deliveries; `auto` settles each one on arrival."""
+
+    def __init__(self, auto: str | None = None) -> None:
+        self.deliveries: list[Delivery] = []
+        self.auto = auto
+
+    def __call__(self, delivery: Delivery) -> None:
+        self.deliveries.append(delivery)
+        if self.auto == "ack":
+            delivery.ack()
+
+    @property
+    def ids(self) -> list[str]:
+        return [d.id for d in self.deliveries]
+
+    def unsettled(self) -> list[Delivery]:
+        return [d for d in self.deliveries if not d.settled]
+
+    async def wait_for(self, count: int, timeout_s: float = 10.0) -> None:
+        await wait_until(
+            lambda: len(self.deliveries) >= count, timeout_s, f"{count} deliveries"
+        )
+
+
+def envelope(n: int | str, body: bytes | None = None, **headers: Any) -> Envelope:
+    return Envelope(
+        f"m-{n}-{uuid.uuid4().hex[:8]}",
+        body if body is not None else f"body-{n}".encode(),
+        dict(headers) or None,
+    )
+
+
+class DriverConformance:
+    """One contract every driver passes. Subclass it and provide the fixtures below."""
+
+    @pytest.fixture
+    def queue_options(self) -> Mapping[str, Any]:
+        return {}
+
+    @pytest.fixture
+    async def queue(self, driver: Driver, queue_options: Mapping[str, Any]) -> str:
+        name = f"conformance-{uuid.uuid4().hex[:12]}"
+        await driver.declare(QueueSpec(name, queue_options))
+        return name
+
+    async def attach(
+        self, driver: Driver, queue: str, sink: Collector, prefetch: int = 10
+    ) -> Subscription:
+        return await driver.attach(queue, sink, prefetch, {})
+
+    async def wait_counts(
+        self, driver: Driver, queue: str, timeout_s: float = 10.0, **expected: int
+    ) -> None:
+        """Wait until info() reports the expected counts (brokers report them lazily)."""
+        last: dict[str, int] = {}
+
+        async def poll() -> bool:
+            nonlocal last
+            last = (await driver.info(queue)).as_dict()
+            return all(last[key] == value for key, value in expected.items())
+
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while not await poll():
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"counts never became {expected}; last seen {last}")
+            await asyncio.sleep(0.02)
+
+    # -- publish, deliver, settle ---------------------------------------------------
+
+    async def test_a_published_message_is_delivered_and_acked_away(
+        self, driver: Driver, queue: str
+    ) -> None:
+        sent = envelope(1)
+        await driver.publish(queue, [sent])
+        sink = Collector()
+        sub = await self.attach(driver, queue, sink)
+        await sink.wait_for(1)
+        delivery = sink.deliveries[0]
+        assert (delivery.id, delivery.body, delivery.attempts) == (sent.id, sent.body, 1)
+        assert delivery.ack() is True
+        await self.wait_counts(driver, queue, message_count=0)
+        await sub.close()
+
+    async def test_messages_arrive_in_publish_order_for_one_consumer(
+        self, driver: Driver, queue: str
+    ) -> None:
+        sent = [envelope(i) for i in range(20)]
+        await driver.publish(queue, sent[:10])
+        for item in sent[10:]:
+            await driver.publish(queue, [item])
+        sink = Collector(auto="ack")
+        sub = await self.attach(driver, queue, sink, prefetch=5)
+        await sink.wait_for(20)
+        assert sink.ids == [e.id for e in sent]
+        await sub.close()
+
+    async def test_a_nacked_message_comes_back_with_the_same_id_and_one_more_attempt(
+        self, driver: Driver, queue: str
+    ) -> None:
+        sent = envelope(1)
+        await driver.publish(queue, [sent])
+        sink = Collector()
+        sub = await self.attach(driver, queue, sink)
+        await sink.wait_for(1)
+        assert sink.deliveries[0].nack() is True
+        await sink.wait_for(2)
+        again = sink.deliveries[1]
+        assert (again.id, again.body, again.attempts) == (sent.id, sent.body, 2)
+        again.ack()
+        await self.wait_counts(driver, queue, message_count=0)
+        await sub.close()
+
+    async def test_a_released_message_comes_back_without_counting_an_attempt(
+        self, driver: Driver, queue: str
+    ) -> None:
+        await driver.publish(queue, [envelope(1)])
+        sink = Collector()
+        sub = await self.attach(driver, queue, sink)
+        await sink.wait_for(1)
+        assert sink.deliveries[0].release() is True
+        await sink.wait_for(2)
+        assert sink.deliveries[1].attempts == 1
+        sink.deliveries[1].ack()
+        await sub.close()
+
+    async def test_an_envelope_carries_its_attempts_so_far(
+        self, driver: Driver, queue: str
+    ) -> None:
+        sent = Envelope(f"dl-{uuid.uuid4().hex}", b"{}", {"attempts": 3}, attempts=2)
+        await driver.publish(queue, [sent])
+        sink = Collector(auto="ack")
+        sub = await self.attach(driver, queue, sink)
+        await sink.wait_for(1)
+        assert sink.deliveries[0].attempts == 3
+        await sub.close()
+
+    async def test_settling_twice_does_nothing_the_second_time(
+        self, driver: Driver, queue: str
+    ) -> None:
+        await driver.publish(queue, [envelope(1), envelope(2)])
+        sink = Collector()
+        sub = await self.attach(driver, queue, sink)
+        await sink.wait_for(2)
+        first, second = sink.deliveries
+        assert (first.ack(), first.ack(), first.nack()) == (True, False, False)
+        assert (second.nack(), second.ack(), second.nack()) == (True, False, False)
+        await sink.wait_for(3)
+        assert sink.deliveries[2].id == second.id
+        sink.deliveries[2].ack()
+        await self.wait_counts(driver, queue, message_count=0)
+        assert len(sink.deliveries) == 3
+        await sub.close()
+
+    async def test_a_delivery_can_be_acked_from_another_thread(
+        self, driver: Driver, queue: str
+    ) -> None:
+        await driver.publish(queue, [envelope(1)])
+        sink = Collector()
+        sub = await self.attach(driver, queue, sink)
+        await sink.wait_for(1)
+        results: list[bool] = []
+        thread = threading.Thread(target=lambda: results.append(sink.deliveries[0].ack()))
+        thread.start()
+        await asyncio.to_thread(thread.join)
+        assert results == [True]
+        await self.wait_counts(driver, queue, message_count=0)
+        await sub.close()
+
+    # -- bodies and headers ---------------------------------------------------------
+
+    @pytest.mark.parametrize(
+        "body",
+        [
+            "héllo wörld ✓ 漢字 🚀".encode(),
+            bytes(range(256)),
+            b"",
+            b"x" * (1024 * 1024),
+        ],
+        ids=["unicode", "all-bytes", "empty", "1MB"],
+    )
+    async def test_bodies_arrive_byte_for_byte(
+        self, driver: Driver, queue: str, body: bytes
+    ) -> None:
+        await driver.publish(queue, [envelope(1, body)])
+        sink = Collector(auto="ack")
+        sub = await self.attach(driver, queue, sink)
+        await sink.wait_for(1)
+        assert sink.deliveries[0].body == body
+        await sub.close()
+
+    async def test_custom_and_neutral_headers_keep_their_values_and_types(
+        self, driver: Driver, queue: str
+    ) -> None:
+        headers: dict[str, Any] = {
+            "tenant": "acme",
+            "priority": 7,
+            "ratio": 0.25,
+            "urgent": True,
+            "quiet": False,
+            "zero": 0,
+            "unicode": "ñandú",
+            "correlation_id": "c-1",
+            "reply_to": "replies",
+            "content_type": "application/json",
+            "message_type": "task.created",
+            "encoding": "utf-8",
+            "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        }
+        await driver.publish(queue, [envelope(1, b"{}", **headers)])
+        sink = Collector(auto="ack")
+        sub = await self.attach(driver, queue, sink)
+        await sink.wait_for(1)
+        got = sink.deliveries[0].headers
+        for key, value in headers.items():
+            assert key in got, key
+            assert got[key] == value and type(got[key]) is type(value), (key, got[key])
+        await sub.close()
+
+    async def test_a_message_without_headers_has_an_empty_header_map(
+        self, driver: Driver, queue: str
+    ) -> None:
+        await driver.publish(queue, [envelope(1)])
+        sink = Collector(auto="ack")
+        sub = await self.attach(driver, queue, sink)
+        await sink.wait_for(1)
+        assert sink.deliveries[0].headers == {}
+        await sub.close()
+
+    # -- queues and counts ----------------------------------------------------------
+
+    async def test_queues_do_not_see_each_others_messages(
+        self, driver: Driver, queue: str, queue_options: Mapping[str, Any]
+    ) -> None:
+        other = f"conformance-{uuid.uuid4().hex[:12]}"
+        await driver.declare(QueueSpec(other, queue_options))
+        await driver.publish(queue, [envelope("a")])
+        await driver.publish(other, [envelope("b1"), envelope("b2")])
+        sink_a, sink_b = Collector(auto="ack"), Collector(auto="ack")
+        sub_a = await self.attach(driver, queue, sink_a)
+        sub_b = await self.attach(driver, other, sink_b)
+        await sink_a.wait_for(1)
+        await sink_b.wait_for(2)
+        assert [i.split("-")[1] for i in sink_a.ids] == ["a"]
+        assert sorted(i.split("-")[1] for i in sink_b.ids) == ["b1", "b2"]
+        await sub_a.close()
+        await sub_b.close()
+
+    async def test_declaring_twice_keeps_the_queue_and_its_messages(
+        self, driver: Driver, queue: str, queue_options: Mapping[str, Any]
+    ) -> None:
+        await driver.publish(queue, [envelope(1)])
+        await driver.declare(QueueSpec(queue, queue_options))
+        await self.wait_counts(driver, queue, message_count=1)
+
+    async def test_info_counts_ready_in_flight_and_consumers(
+        self, driver: Driver, queue: str
+    ) -> None:
+        await driver.publish(queue, [envelope(i) for i in range(5)])
+        await self.wait_counts(driver, queue, message_count=5, ready=5, consumer_count=0)
+        sink = Collector()
+        sub = await self.attach(driver, queue, sink, prefetch=2)
+        await sink.wait_for(2)
+        expected = {"message_count": 5, "consumer_count": 1}
+        if driver.capabilities.exact_in_flight:
+            expected |= {"ready": 3, "in_flight": 2}
+        await self.wait_counts(driver, queue, **expected)
+        for delivery in sink.deliveries[:2]:
+            delivery.ack()
+        await sink.wait_for(4)
+        await sub.close()
+        await self.wait_counts(driver, queue, message_count=3, consumer_count=0)
+
+    async def test_an_unknown_queue_raises_queue_not_found(self, driver: Driver) -> None:
+        missing = f"missing-{uuid.uuid4().hex[:12]}"
+        with pytest.raises(QueueNotFound):
+            await driver.publish(missing, [envelope(1)])
+        with pytest.raises(QueueNotFound):
+            await driver.info(missing)
+        with pytest.raises(QueueNotFound):
+            await driver.attach(missing, Collector(), 1, {})
+
+    # -- consumers come and go ------------------------------------------------------
+
+    async def test_messages_published_before_any_consumer_are_delivered_later(
+        self, driver: Driver, queue: str
+    ) -> None:
+        sent = [envelope(i) for i in range(3)]
+        await driver.publish(queue, sent)
+        await asyncio.sleep(0)
+        sink = Collector(auto="ack")
+        sub = await self.attach(driver, queue, sink)
+        await sink.wait_for(3)
+        assert sorted(sink.ids) == sorted(e.id for e in sent)
+        await sub.close()
+
+    async def test_closing_gives_unsettled_deliveries_back_for_the_next_consumer(
+        self, driver: Driver, queue: str
+    ) -> None:
+        sent = [envelope(i) for i in range(4)]
+        await driver.publish(queue, sent)
+        first = Collector()
+        sub = await self.attach(driver, queue, first, prefetch=4)
+        await first.wait_for(4)
+        first.deliveries[0].ack()
+        await sub.close()
+        assert first.deliveries[1].ack() is False, "a given-back delivery must be void"
+        second = Collector(auto="ack")
+        sub2 = await self.attach(driver, queue, second)
+        await second.wait_for(3)
+        assert sorted(second.ids) == sorted(e.id for e in sent[1:])
+        assert all(d.attempts == 2 for d in second.deliveries)
+        await sub2.close()
+
+    async def test_cancel_stops_new_deliveries_but_keeps_settling(
+        self, driver: Driver, queue: str
+    ) -> None:
+        await driver.publish(queue, [envelope(i) for i in range(3)])
+        sink = Collector()
+        sub = await self.attach(driver, queue, sink, prefetch=1)
+        await sink.wait_for(1)
+        await sub.cancel()
+        assert sink.deliveries[0].ack() is True
+        await self.wait_counts(driver, queue, message_count=2)
+        assert len(sink.deliveries) == 1
+        await sub.close()
+
+    async def test_rapid_attach_and_close_loses_nothing(self, driver: Driver, queue: str) -> None:
+        sent = [envelope(i) for i in range(30)]
+        await driver.publish(queue, sent)
+        for _ in range(10):
+            sub = await self.attach(driver, queue, Collector(), prefetch=3)
+            await sub.close()
+        sink = Collector(auto="ack")
+        sub = await self.attach(driver, queue, sink, prefetch=10)
+        await sink.wait_for(30)
+        assert sorted(set(sink.ids)) == sorted(e.id for e in sent)
+        await self.wait_counts(driver, queue, message_count=0)
+        await sub.close()
+
+    async def test_competing_consumers_share_the_queue_each_message_once(
+        self, driver: Driver, queue: str
+    ) -> None:
+        sinks = [Collector(auto="ack"), Collector(auto="ack")]
+        subs = [await self.attach(driver, queue, sink, prefetch=1) for sink in sinks]
+        sent = [envelope(i) for i in range(100)]
+        await driver.publish(queue, sent)
+        await wait_until(lambda: sum(len(s.deliveries) for s in sinks) >= 100, 10, "100")
+        got = [i for s in sinks for i in s.ids]
+        assert sorted(got) == sorted(e.id for e in sent)
+        assert all(s.deliveries for s in sinks), "both consumers should get work"
+        for sub in subs:
+            await sub.close()
+
+    async def test_never_more_than_prefetch_unsettled_deliveries(
+        self, driver: Driver, queue: str
+    ) -> None:
+        await driver.publish(queue, [envelope(i) for i in range(12)])
+        sink = Collector()
+        sub = await self.attach(driver, queue, sink, prefetch=3)
+        await sink.wait_for(3)
+        await asyncio.sleep(0.2)  # give an over-eager driver the chance to over-deliver
+        assert len(sink.unsettled()) == 3
+        for _ in range(3):
+            count = len(sink.deliveries)
+            for delivery in sink.unsettled():
+                delivery.ack()
+            await sink.wait_for(count + 3)
+            assert len(sink.unsettled()) <= 3
+        await sub.close()
+
+    # -- volume ---------------------------------------------------------------------
+
+    async def test_concurrent_publishers_lose_and_duplicate_nothing(
+        self, driver: Driver, queue: str
+    ) -> None:
+        batches = [[envelope(f"{p}.{i}") for i in range(20)] for p in range(25)]
+
+        async def publisher(batch: list[Envelope]) -> None:
+            for item in batch:
+                await driver.publish(queue, [item])
+
+        await asyncio.gather(*(publisher(b) for b in batches))
+        sink = Collector(auto="ack")
+        sub = await self.attach(driver, queue, sink, prefetch=50)
+        await sink.wait_for(500)
+        assert sorted(sink.ids) == sorted(e.id for b in batches for e in b)
+        await sub.close()
+
+    async def test_a_high_volume_drains_completely(self, driver: Driver, queue: str) -> None:
+        sent = [envelope(i) for i in range(5000)]
+        for start in range(0, len(sent), 500):
+            await driver.publish(queue, sent[start : start + 500])
+        sink = Collector(auto="ack")
+        sub = await self.attach(driver, queue, sink, prefetch=100)
+        await sink.wait_for(5000, timeout_s=60)
+        assert len(set(sink.ids)) == 5000
+        await self.wait_counts(driver, queue, message_count=0)
+        await sub.close()

@@ -1,0 +1,18 @@
+"""Waiting on conditions with deadlines: the only way tests here wait."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+
+async def wait_until(
+    predicate: Callable[[], bool], timeout_s: float = 5.0, what: str = "condition"
+) -> None:
+    """Poll `predicate` until it holds; fail the test with `what` once the deadline passes."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+        await asyncio.sleep(0.005)
