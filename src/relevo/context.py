@@ -1,0 +1,67 @@
+"""What a handler can reach: its delivery and the running app, carried in context variables.
+
+Context variables follow the handler into the worker thread of a sync handler (the
+thread runs in a copy of the worker's context), so `relevo.message()` and
+`relevo.publish_sync()` work the same in `def` and `async def` handlers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from contextvars import ContextVar
+from typing import Any, Protocol
+
+from relevo.errors import NoDeliveryContext, RelevoError
+from relevo.message import Delivery, Headers
+
+
+class Runtime(Protocol):
+    """The part of a running app that handlers may use."""
+
+    loop: asyncio.AbstractEventLoop
+
+    async def publish(self, queue_id: str, data: Any, headers: Headers | None = None) -> str: ...
+
+    async def info(self, queue_id: str) -> dict[str, int]: ...
+
+
+current_delivery: ContextVar[Delivery | None] = ContextVar("relevo_delivery", default=None)
+current_runtime: ContextVar[Runtime | None] = ContextVar("relevo_runtime", default=None)
+
+
+def message() -> Delivery:
+    """The delivery the current handler is processing."""
+    delivery = current_delivery.get()
+    if delivery is None:
+        raise NoDeliveryContext("relevo.message() is only available inside a handler")
+    return delivery
+
+
+def runtime() -> Runtime:
+    """The running app of the current context; RelevoError when there is none."""
+    app = current_runtime.get()
+    if app is None:
+        raise RelevoError("no relevo app is running here (use `async with app:`)")
+    return app
+
+
+async def publish(queue_id: str, data: Any, headers: Headers | None = None) -> str:
+    """Publish through the running app; returns the message ID."""
+    return await runtime().publish(queue_id, data, headers)
+
+
+def publish_sync(
+    queue_id: str, data: Any, headers: Headers | None = None, timeout_s: float | None = None
+) -> str:
+    """Publish from a sync handler's thread; blocks until the message is stored."""
+    app = runtime()
+    if app.loop.is_running() and _on_loop_thread(app.loop):
+        raise RelevoError("publish_sync() would block the event loop; use `await relevo.publish`")
+    future = asyncio.run_coroutine_threadsafe(app.publish(queue_id, data, headers), app.loop)
+    return future.result(timeout_s)
+
+
+def _on_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:
+    thread_id: int | None = getattr(loop, "_thread_id", None)
+    return thread_id == threading.get_ident()

@@ -1,0 +1,1 @@
+"""Handler functions: what a consumer calls with each decoded message body."""

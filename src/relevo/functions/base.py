@@ -1,0 +1,29 @@
+"""The Function protocol: a loaded handler the worker pool awaits once per message."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+Handler = Callable[[Any], Awaitable[Any]]
+"""Takes the decoded body; its return value (or exception) decides ack or nack (DESIGN §3).
+
+A Lua function translates `nil, err` and `false` into a return of False or an
+Exception instance, so the worker pool applies one rule to every kind of function.
+"""
+
+
+class Function(Protocol):
+    """One function entry, loaded once and shared by the consumers that name it."""
+
+    entry_id: str
+
+    async def load(self) -> None:
+        """Import or compile the code. Raises RelevoError naming the file (and line)."""
+
+    async def close(self) -> None:
+        """Release threads, interpreter states and the like. Idempotent."""
+
+    @property
+    def handler(self) -> Handler:
+        """The coroutine function to await per message; valid after `load()`."""

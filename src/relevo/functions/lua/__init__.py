@@ -1,0 +1,1 @@
+"""Lua handler functions, run in-process on lupa."""
