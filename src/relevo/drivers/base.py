@@ -28,6 +28,7 @@ class QueueSpec:
 
     name: str
     options: Mapping[str, Any]
+    content_type: str = "application/json"  # of the queue's codec, for brokers that record it
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,16 @@
+"""relevo: asynchronous message processing declared in YAML.
+
+    app = relevo.load("app.yaml")
+    async with app:
+        await app.publish("app.queue:tasks", {"id": "task-123"})
+
+Inside a handler: `relevo.message()`, `await relevo.publish(...)`, `relevo.publish_sync(...)`.
+"""
+
+from relevo import errors
+from relevo.app import App, load
+from relevo.context import message, publish, publish_sync
+from relevo.message import Delivery
+
+__all__ = ["App", "Delivery", "errors", "load", "message", "publish", "publish_sync"]
+__version__ = "0.1.0"

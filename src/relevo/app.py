@@ -1,0 +1,218 @@
+"""The composition root: the one module that builds every layer from a registry."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping
+from contextvars import Token
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from relevo.codecs import CODECS
+from relevo.config.build import load_registry
+from relevo.config.checks import driver_short, merged_options
+from relevo.consumer.consumer import Consumer
+from relevo.consumer.dead_letter import DeadLetterRouter
+from relevo.context import Runtime, current_runtime
+from relevo.drivers.base import Driver
+from relevo.drivers.catalog import DRIVER_KINDS
+from relevo.errors import QueueNotFound, RelevoError
+from relevo.functions.base import Function
+from relevo.functions.catalog import FUNCTION_KINDS
+from relevo.ids import split
+from relevo.queue import Queue
+from relevo.registry import Entry, Registry
+from relevo.supervisor.backoff import Backoff
+from relevo.supervisor.service import Service, Supervised
+from relevo.supervisor.supervisor import Supervisor
+
+
+def load(path: str | Path) -> App:
+    """Parse and validate a YAML file or folder. Nothing starts until `async with app`."""
+    return App(load_registry(path))
+
+
+class App:
+    """A loaded application: its entries, their services, and the API to drive them."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._token: Token[Runtime | None] | None = None
+        self._supervisor: Supervisor | None = None  # kept after close, for status()
+        self._open = False
+        self.queues: dict[str, Queue] = {}
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        await self.open(start=True)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def open(self, *, start: bool = True) -> None:
+        """Build the services; with `start`, start the auto_start entries and what they need."""
+        if self._open:
+            raise RelevoError("this app is already running")
+        self.loop = asyncio.get_running_loop()
+        self._supervisor = Supervisor(self.registry, self._build())
+        self._open = True
+        self._token = current_runtime.set(self)
+        if start:
+            auto = [e.id for e in self.registry if e.head.lifecycle.auto_start]
+            try:
+                await self._supervisor.start(auto)
+            except BaseException:
+                await self.close()
+                raise
+
+    async def close(self) -> None:
+        """Stop everything, dependents first."""
+        if not self._open:
+            return
+        self._open = False
+        try:
+            assert self._supervisor is not None
+            await self._supervisor.stop_all()
+        finally:
+            if self._token is not None:
+                try:
+                    current_runtime.reset(self._token)
+                except ValueError:  # closed from another context than it was opened in
+                    current_runtime.set(None)
+                self._token = None
+
+    async def start(self, entry_id: str) -> None:
+        await self._running().start([self._entry(entry_id).id])
+
+    async def stop(self, entry_id: str) -> None:
+        await self._running().stop([self._entry(entry_id).id])
+
+    def status(self, entry_id: str) -> str:
+        self._entry(entry_id)
+        if self._supervisor is None:
+            return "unknown"
+        return self._supervisor.status(entry_id).value
+
+    # -- messages -------------------------------------------------------------------
+
+    async def publish(
+        self, queue_id: str, data: Any, headers: Mapping[str, Any] | None = None
+    ) -> str:
+        """Publish one message; returns its ID (the `.id` its handler will see)."""
+        return await (await self._queue(queue_id)).publish(data, headers)
+
+    async def publish_batch(
+        self, queue_id: str, items: Iterable[Any], headers: Mapping[str, Any] | None = None
+    ) -> list[str]:
+        """Publish many messages in one driver call; returns their IDs in order."""
+        return await (await self._queue(queue_id)).publish_batch(items, headers)
+
+    async def info(self, queue_id: str) -> dict[str, int]:
+        """`message_count`, `ready`, `in_flight`, `consumer_count` of a queue."""
+        return (await (await self._queue(queue_id)).stats()).as_dict()
+
+    async def _queue(self, queue_id: str) -> Queue:
+        queue = self.queues.get(queue_id)
+        if queue is None:
+            raise QueueNotFound(f"no queue entry {queue_id!r}")
+        supervisor = self._running()
+        if supervisor.services[queue_id].status.value != "running":
+            await supervisor.start([queue_id])  # publishing needs its queue and driver, only
+        return queue
+
+    def _running(self) -> Supervisor:
+        if not self._open or self._supervisor is None:
+            raise RelevoError("the app is not running; use `async with app:`")
+        return self._supervisor
+
+    def _entry(self, entry_id: str) -> Entry:
+        try:
+            return self.registry[entry_id]
+        except KeyError:
+            raise RelevoError(f"no entry {entry_id!r}") from None
+
+    # -- building -------------------------------------------------------------------
+
+    def _build(self) -> dict[str, Supervised]:
+        entries = self.registry.entries
+        drivers: dict[str, Driver] = {}
+        functions: dict[str, Function] = {}
+        services: dict[str, Service] = {}
+        for entry in self.registry.of_kind("queue.driver."):
+            drivers[entry.id] = DRIVER_KINDS[entry.kind].create(entry.settings)
+            services[entry.id] = drivers[entry.id]
+        self.queues = {}
+        for entry in self.registry.of_kind("queue.queue"):
+            settings = entry.settings
+            short = driver_short(entries, entry)
+            assert short is not None
+            self.queues[entry.id] = Queue(
+                entry.id, settings.queue_name or split(entry.id)[1], drivers[settings.driver],
+                CODECS[settings.codec], merged_options(entry, short),
+            )
+            services[entry.id] = self.queues[entry.id]
+        workers = {e.id: 0 for e in self.registry.of_kind("function.")}
+        for entry in self.registry.of_kind("queue.consumer"):
+            workers[entry.settings.func] += entry.settings.concurrency
+        for entry in self.registry.of_kind("function."):
+            function = FUNCTION_KINDS[entry.kind].create(entry.id, entry.settings, workers[entry.id])
+            functions[entry.id] = function
+            services[entry.id] = _FunctionService(function)
+        for entry in self.registry.of_kind("queue.consumer"):
+            services[entry.id] = self._consumer(entry, functions[entry.settings.func])
+        return {
+            entry_id: Supervised(
+                entry_id, service,
+                start_timeout_s=self.registry[entry_id].head.lifecycle.start_timeout,
+                stop_timeout_s=self.registry[entry_id].head.lifecycle.stop_timeout,
+                backoff=_backoff(self.registry[entry_id]),
+                is_driver=entry_id in drivers,
+            )
+            for entry_id, service in services.items()
+        }
+
+    def _consumer(self, entry: Entry, function: Function) -> Consumer:
+        settings = entry.settings
+        queue = self.queues[settings.queue]
+        queue_entry = self.registry[settings.queue]
+        dead_letter = queue_entry.settings.dead_letter
+        router = None
+        if dead_letter is not None:
+            router = DeadLetterRouter(
+                queue.entry_id, self.queues[dead_letter.queue], dead_letter.max_attempts
+            )
+        short = driver_short(self.registry.entries, entry)
+        return Consumer(
+            entry.id, queue, function,
+            concurrency=settings.concurrency, prefetch=settings.prefetch,
+            auto_ack=settings.auto_ack,
+            options=settings.driver_options.get(short or "", {}),
+            stop_timeout_s=entry.head.lifecycle.stop_timeout,
+            dead_letter=router, runtime=self,
+        )
+
+
+class _FunctionService:
+    def __init__(self, function: Function) -> None:
+        self.function = function
+
+    async def start(self) -> None:
+        await self.function.load()
+
+    async def stop(self) -> None:
+        await self.function.close()
+
+
+def _backoff(entry: Entry) -> Backoff:
+    restart = entry.head.lifecycle.restart
+    return Backoff(
+        restart.initial_delay, restart.max_delay, restart.backoff_factor,
+        restart.jitter, restart.max_attempts,
+    )

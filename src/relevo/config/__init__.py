@@ -1,0 +1,2 @@
+"""From YAML files to a validated registry: yaml_source (files, lines, env, file://),
+models (one per kind), checks (across entries), build (all of it, every error at once)."""

@@ -1,0 +1,89 @@
+"""Checks across entries: references resolve to the right kinds, options fit their driver."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from relevo.config.explain import explain
+from relevo.drivers.catalog import DRIVER_KINDS
+from relevo.registry import Entry
+
+Report = Callable[[Entry, str | None, str], None]
+"""report(entry, field, message)"""
+
+_EXPECTED = {
+    "driver": ("queue.driver.", "a driver (queue.driver.*)"),
+    "dead_letter.queue": ("queue.queue", "a queue (queue.queue)"),
+    "queue": ("queue.queue", "a queue (queue.queue)"),
+    "func": ("function.", "a function (function.*)"),
+}
+
+
+def check_references(entries: dict[str, Entry], report: Report) -> None:
+    for entry in entries.values():
+        settings = entry.settings
+        if entry.kind == "queue.queue":
+            _expect(entries, entry, "driver", settings.driver, report)
+            if settings.dead_letter is not None:
+                target = settings.dead_letter.queue
+                _expect(entries, entry, "dead_letter.queue", target, report)
+                if target == entry.id:
+                    report(entry, "dead_letter.queue", "a queue cannot dead-letter into itself")
+            _check_driver_options(entries, entry, "queue_options", report)
+        elif entry.kind == "queue.consumer":
+            _expect(entries, entry, "queue", settings.queue, report)
+            _expect(entries, entry, "func", settings.func, report)
+            _check_driver_options(entries, entry, "consumer_options", report)
+        elif entry.kind.startswith("function.") and getattr(settings, "source", None):
+            path = Path(settings.source.removeprefix("file://"))
+            if not path.is_file():
+                report(entry, "source", f"file not found: {path}")
+        for dep in entry.depends_on:
+            if dep not in entries:
+                report(entry, "lifecycle.depends_on", f"no entry {dep!r}")
+
+
+def _expect(entries: dict[str, Entry], entry: Entry, field: str, ref: str, report: Report) -> None:
+    prefix, description = _EXPECTED[field]
+    target = entries.get(ref)
+    if target is None:
+        report(entry, field, f"no entry {ref!r}; expected {description}")
+    elif not target.kind.startswith(prefix):
+        report(entry, field, f"{ref!r} is a {target.kind}; expected {description}")
+
+
+def driver_short(entries: dict[str, Entry], entry: Entry) -> str | None:
+    """The driver_options key ('memory', 'amqp', 'redis') that applies to a queue or consumer."""
+    queue = entries.get(entry.settings.queue) if entry.kind == "queue.consumer" else entry
+    driver = entries.get(queue.settings.driver) if queue is not None else None
+    kind = DRIVER_KINDS.get(driver.kind) if driver is not None else None
+    return kind.short if kind is not None else None
+
+
+def merged_options(entry: Entry, short: str) -> dict[str, Any]:
+    """`options` (queues only) overlaid by `driver_options.<short>`."""
+    base = dict(getattr(entry.settings, "options", {}))
+    return base | dict(entry.settings.driver_options.get(short, {}))
+
+
+def _check_driver_options(
+    entries: dict[str, Entry], entry: Entry, which: str, report: Report
+) -> None:
+    shorts = {kind.short: kind for kind in DRIVER_KINDS.values()}
+    for key in entry.settings.driver_options:
+        if key not in shorts:
+            report(entry, f"driver_options.{key}", f"unknown driver; allowed: {', '.join(shorts)}")
+    short = driver_short(entries, entry)
+    if short is None:
+        return
+    model: type[BaseModel] = getattr(shorts[short], which)
+    try:
+        model.model_validate(merged_options(entry, short))
+    except ValidationError as exc:
+        for error in exc.errors():
+            field = ".".join(["driver_options", short, *(str(p) for p in error["loc"])])
+            report(entry, field, explain(error, model))

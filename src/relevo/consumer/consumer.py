@@ -1,0 +1,100 @@
+"""A `queue.consumer` at run time: attach to the queue, feed the pool, stop in order."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from relevo.consumer.dead_letter import DeadLetterRouter
+from relevo.consumer.pool import WorkerPool
+from relevo.context import Runtime
+from relevo.drivers.base import Subscription
+from relevo.errors import StopTimeout
+from relevo.functions.base import Function
+from relevo.message import Delivery
+from relevo.queue import Queue
+
+
+class Consumer:
+    def __init__(
+        self,
+        entry_id: str,
+        queue: Queue,
+        function: Function,
+        *,
+        concurrency: int,
+        prefetch: int,
+        auto_ack: bool,
+        options: Mapping[str, Any],
+        stop_timeout_s: float,
+        dead_letter: DeadLetterRouter | None,
+        runtime: Runtime | None,
+    ) -> None:
+        self.entry_id = entry_id
+        self.queue = queue
+        self.function = function  # loaded before this consumer starts (it is a dependency)
+        self.concurrency = concurrency
+        self.prefetch = prefetch
+        self.auto_ack = auto_ack
+        self.options = dict(options)
+        self.stop_timeout_s = stop_timeout_s
+        self.dead_letter = dead_letter
+        self.runtime = runtime
+        self._pool: WorkerPool | None = None
+        self._subscription: Subscription | None = None
+        self._stopping = False
+
+    async def start(self) -> None:
+        self._stopping = False
+        pool = WorkerPool(
+            self.entry_id, self.function.handler, self.queue.codec.decode,
+            self.concurrency, self.auto_ack, self.runtime,
+        )
+        pool.start()
+        self._pool = pool
+        put = pool.buffer.put_nowait
+        router = self.dead_letter
+
+        def sink(delivery: Delivery) -> None:
+            if self._stopping:  # pushed while the driver was cancelling: give it straight back
+                delivery.release()
+                return
+            if router is not None:
+                delivery.on_nack = router
+            put(delivery)
+
+        try:
+            self._subscription = await self.queue.driver.attach(
+                self.queue.name, sink, self.prefetch, self.options
+            )
+        except BaseException:
+            await pool.stop(0)
+            raise
+
+    async def wait_failure(self) -> BaseException:
+        """Resolves if a worker dies on its own (a bug, never a handler error)."""
+        assert self._pool is not None
+        return await self._pool.failure
+
+    async def stop(self) -> None:
+        """DESIGN §6: no new deliveries; buffered ones back at once; running ones get
+        `stop_timeout` to finish, then are cancelled and their messages come back."""
+        self._stopping = True
+        pool, subscription = self._pool, self._subscription
+        if pool is None:
+            return
+        if subscription is not None:
+            await subscription.cancel()
+        for delivery in pool.take_buffered():
+            delivery.release()
+        finished = await pool.stop(self.stop_timeout_s)
+        if self.dead_letter is not None:
+            await self.dead_letter.wait()
+        if subscription is not None:
+            await subscription.close()
+        self._pool = self._subscription = None
+        if not finished:
+            raise StopTimeout(
+                f"{self.entry_id}: handlers still running after stop_timeout "
+                f"({self.stop_timeout_s}s); their messages go back to the queue"
+            )

@@ -1,0 +1,113 @@
+"""The worker pool: `concurrency` tasks taking deliveries from one buffer and calling the handler.
+
+The buffer is fed by the driver, which never has more than `prefetch` deliveries
+unsettled, so the buffer needs no bound of its own and backpressure comes for free:
+busy workers leave deliveries unsettled, which stops the driver from pushing more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from relevo.consumer.settle import describe, nack_reason
+from relevo.context import Runtime, current_delivery, current_runtime
+from relevo.functions.base import Handler
+from relevo.message import Delivery
+
+log = logging.getLogger("relevo.consumer")
+
+_YIELD_EVERY = 64  # a worker whose handler never awaits still lets the loop breathe
+
+
+class WorkerPool:
+    def __init__(
+        self,
+        label: str,
+        handler: Handler,
+        decode: Callable[[bytes], Any],
+        concurrency: int,
+        auto_ack: bool,
+        runtime: Runtime | None,
+    ) -> None:
+        self.label = label
+        self.handler = handler
+        self.decode = decode
+        self.concurrency = concurrency
+        self.auto_ack = auto_ack
+        self.runtime = runtime
+        self.buffer: asyncio.Queue[Delivery | None] = asyncio.Queue()
+        self.workers: list[asyncio.Task[None]] = []
+        self.failure: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        for n in range(self.concurrency):
+            task = loop.create_task(self._work(), name=f"{self.label}#{n}")
+            task.add_done_callback(self._on_worker_done)
+            self.workers.append(task)
+
+    def take_buffered(self) -> list[Delivery]:
+        """Empty the buffer: deliveries no worker has started."""
+        taken: list[Delivery] = []
+        while not self.buffer.empty():
+            item = self.buffer.get_nowait()
+            if item is not None:
+                taken.append(item)
+        return taken
+
+    async def stop(self, timeout_s: float) -> bool:
+        """Let running handlers finish within `timeout_s`; cancel the rest. True if none was."""
+        for _ in self.workers:
+            self.buffer.put_nowait(None)  # one stop signal per worker, behind any work
+        if not self.workers:
+            return True
+        _, pending = await asyncio.wait(self.workers, timeout=timeout_s)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=1.0)
+        return not pending
+
+    def _on_worker_done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or self.failure.done():
+            return
+        error = task.exception()
+        if error is not None:
+            self.failure.set_result(error)
+
+    async def _work(self) -> None:
+        if self.runtime is not None:
+            current_runtime.set(self.runtime)
+        get, handler, decode, auto_ack = self.buffer.get, self.handler, self.decode, self.auto_ack
+        set_delivery = current_delivery.set
+        handled = 0
+        while True:
+            delivery = await get()
+            if delivery is None:
+                return
+            set_delivery(delivery)
+            if auto_ack:
+                delivery.ack()
+            try:
+                payload = decode(delivery.body)
+            except Exception as exc:
+                log.warning("%s: undecodable body in %s: %s", self.label, delivery.id, exc)
+                delivery.nack(f"undecodable body: {describe(exc)}")
+                continue
+            try:
+                result = await handler(payload)
+            except Exception as exc:
+                log.warning("%s: handler failed on %s", self.label, delivery.id, exc_info=exc)
+                delivery.nack(describe(exc))
+            else:
+                reason = nack_reason(result)
+                if reason is None:
+                    delivery.ack()
+                else:
+                    delivery.nack(reason)
+            handled += 1
+            if handled % _YIELD_EVERY == 0:
+                await asyncio.sleep(0)

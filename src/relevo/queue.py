@@ -1,0 +1,111 @@
+"""A queue entry at run time: checks headers, stamps IDs, encodes, hands envelopes to its driver."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from relevo.codecs import Codec
+from relevo.drivers.base import Driver, QueueSpec, QueueStats
+from relevo.errors import PublishError
+from relevo.message import RESERVED_PREFIX, Envelope, Headers
+
+
+class _MessageIds:
+    """Unique message IDs without a uuid per message: a random process prefix and a counter.
+
+    The prefix is drawn again in a forked child, so two processes never share IDs.
+    """
+
+    def __init__(self) -> None:
+        self.reseed()
+        os.register_at_fork(after_in_child=self.reseed)
+
+    def reseed(self) -> None:
+        self.prefix = os.urandom(8).hex() + "-"
+        self.counter = itertools.count(1)
+
+    def next(self) -> str:
+        return f"{self.prefix}{next(self.counter)}"
+
+
+message_ids = _MessageIds()
+
+_HEADER_TYPES = (str, int, float, bool)
+
+
+def check_headers(headers: Mapping[str, Any] | None) -> Headers | None:
+    """A private copy of user headers, or PublishError naming the bad one."""
+    if not headers:
+        return None
+    for key, value in headers.items():
+        if not isinstance(key, str):
+            raise PublishError(f"header names must be strings, got {key!r}")
+        if key.startswith(RESERVED_PREFIX):
+            raise PublishError(f"header {key!r}: names starting with 'x_' are reserved")
+        if not isinstance(value, _HEADER_TYPES):
+            raise PublishError(
+                f"header {key!r}: values must be str, int, float or bool, "
+                f"got {type(value).__name__}"
+            )
+    return dict(headers)
+
+
+class Queue:
+    """What publishers and consumers hold of a `queue.queue` entry."""
+
+    def __init__(
+        self,
+        entry_id: str,
+        name: str,
+        driver: Driver,
+        codec: Codec,
+        options: Mapping[str, Any],
+    ) -> None:
+        self.entry_id = entry_id
+        self.name = name  # broker-side
+        self.driver = driver
+        self.codec = codec
+        self.spec = QueueSpec(name, dict(options), codec.content_type)
+
+    async def start(self) -> None:
+        await self.driver.declare(self.spec)
+
+    async def stop(self) -> None:
+        """Nothing to release: the queue lives on in its driver."""
+
+    async def publish(self, data: Any, headers: Mapping[str, Any] | None = None) -> str:
+        message_id = message_ids.next()
+        await self.driver.publish(
+            self.name, (Envelope(message_id, self._encode(data), check_headers(headers)),)
+        )
+        return message_id
+
+    async def publish_batch(
+        self, items: Iterable[Any], headers: Mapping[str, Any] | None = None
+    ) -> list[str]:
+        """Publish many bodies in one driver call; all share `headers`."""
+        checked = check_headers(headers)
+        encode, next_id = self._encode, message_ids.next
+        envelopes = [
+            Envelope(next_id(), encode(item), dict(checked) if checked else None) for item in items
+        ]
+        await self.driver.publish(self.name, envelopes)
+        return [envelope.id for envelope in envelopes]
+
+    async def forward(self, envelopes: Sequence[Envelope]) -> None:
+        """Publish envelopes as they are (the runtime's own moves, e.g. dead letters)."""
+        await self.driver.publish(self.name, envelopes)
+
+    async def stats(self) -> QueueStats:
+        return await self.driver.info(self.name)
+
+    def _encode(self, data: Any) -> bytes:
+        try:
+            return self.codec.encode(data)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise PublishError(
+                f"cannot encode the body for {self.entry_id} as {self.codec.name}: {exc}"
+            ) from exc

@@ -1,0 +1,1 @@
+"""Supervision: start entries in dependency order, stop them in reverse, restart on failure."""

@@ -1,0 +1,66 @@
+"""Starting entries dependencies first, a level at a time, and stopping them in reverse."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+
+from relevo.errors import StopTimeout
+from relevo.registry import Registry
+from relevo.supervisor.service import Supervised
+from relevo.supervisor.status import Status
+
+
+class Supervisor:
+    def __init__(self, registry: Registry, services: dict[str, Supervised]) -> None:
+        self.registry = registry
+        self.services = services
+        self._lock = asyncio.Lock()
+
+    def status(self, entry_id: str) -> Status:
+        return self.services[entry_id].status
+
+    async def start(self, ids: Iterable[str]) -> None:
+        """Start `ids` and everything they depend on. On failure, undo this call's starts."""
+        async with self._lock:
+            wanted = self.registry.closure(ids)
+            todo = [i for i in wanted if not self.services[i].active]
+            started: list[str] = []
+            for level in self.registry.levels(todo):
+                results = await asyncio.gather(
+                    *(self.services[i].start() for i in level), return_exceptions=True
+                )
+                started.extend(i for i, r in zip(level, results, strict=True) if r is None)
+                errors = [r for r in results if isinstance(r, BaseException)]
+                if errors:
+                    await self._stop_ids(started)
+                    raise errors[0]
+
+    async def stop(self, ids: Iterable[str]) -> None:
+        """Stop `ids` and, first, everything that depends on them."""
+        async with self._lock:
+            wanted = set(ids)
+            for entry_id in list(wanted):
+                wanted |= self.registry.dependents(entry_id)
+            await self._stop_ids(wanted)
+
+    async def stop_all(self) -> None:
+        async with self._lock:
+            await self._stop_ids(self.services)
+
+    async def _stop_ids(self, ids: Iterable[str]) -> None:
+        running = [
+            i for i in ids if self.services[i].status not in (Status.UNKNOWN, Status.STOPPED)
+        ]
+        first_error: BaseException | None = None
+        for level in reversed(self.registry.levels(running)):
+            results = await asyncio.gather(
+                *(self.services[i].stop() for i in level), return_exceptions=True
+            )
+            for result in results:
+                if isinstance(result, BaseException) and (
+                    first_error is None or isinstance(result, StopTimeout)
+                ):
+                    first_error = result
+        if first_error is not None:
+            raise first_error
