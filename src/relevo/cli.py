@@ -1,0 +1,140 @@
+"""The `relevo` command: parse arguments, then call the Python API. Nothing else lives here."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from typing import Any
+
+import click
+
+from relevo.app import App, load
+from relevo.errors import ConfigError, RelevoError, StopTimeout
+
+
+@click.group()
+@click.option("--log-level", default="INFO", show_default=True,
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+def main(log_level: str) -> None:
+    """relevo: asynchronous message processing declared in YAML."""
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _load(path: str) -> App:
+    try:
+        return load(path)
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("path", type=click.Path())
+def validate(path: str) -> None:
+    """Check a config file or folder and list its entries."""
+    app = _load(path)
+    for entry in sorted(app.registry, key=lambda e: e.id):
+        auto = " auto_start" if entry.head.lifecycle.auto_start else ""
+        click.echo(f"{entry.id:<40} {entry.kind:<22} {entry.file}:{entry.line}{auto}")
+    click.echo(f"ok: {len(app.registry.entries)} entries")
+
+
+@main.command()
+@click.argument("path", type=click.Path())
+def run(path: str) -> None:
+    """Boot the app and run until SIGINT/SIGTERM; a second signal exits at once."""
+    app = _load(path)
+    try:
+        asyncio.run(_run(app))
+    except StopTimeout as exc:
+        click.echo(f"stopped with handlers still running: {exc}", err=True)
+        sys.exit(1)
+    except RelevoError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+
+
+async def _run(app: App) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        if stop.is_set():
+            os._exit(128 + signum)  # second signal: no more waiting
+        logging.getLogger("relevo").info("%s: stopping gracefully", signal.Signals(signum).name)
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_signal, signum)
+    async with app:
+        logging.getLogger("relevo").info("running; press Ctrl-C to stop")
+        await stop.wait()
+
+
+@main.command()
+@click.argument("path", type=click.Path())
+@click.argument("queue_id")
+@click.argument("data")
+@click.option("--header", "headers", multiple=True, metavar="K=V",
+              help="A header; V is read as JSON when it parses (7, true, 0.5), else as text.")
+@click.option("--count", default=1, show_default=True, type=click.IntRange(min=1))
+def publish(path: str, queue_id: str, data: str, headers: tuple[str, ...], count: int) -> None:
+    """Publish DATA (JSON) to QUEUE_ID, COUNT times. Never starts consumers."""
+    try:
+        body = json.loads(data)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not JSON: {exc}", param_hint="DATA") from exc
+    header_map = dict(_header(h) for h in headers)
+    app = _load(path)
+
+    async def go() -> list[str]:
+        await app.open(start=False)
+        try:
+            return await app.publish_batch(queue_id, [body] * count, header_map)
+        finally:
+            await app.close()
+
+    for message_id in _call(go()):
+        click.echo(message_id)
+
+
+@main.command()
+@click.argument("path", type=click.Path())
+@click.argument("queue_id")
+def info(path: str, queue_id: str) -> None:
+    """Print a queue's counts as JSON."""
+    app = _load(path)
+
+    async def go() -> dict[str, int]:
+        await app.open(start=False)
+        try:
+            return await app.info(queue_id)
+        finally:
+            await app.close()
+
+    click.echo(json.dumps(_call(go())))
+
+
+def _call(coro: Any) -> Any:
+    try:
+        return asyncio.run(coro)
+    except RelevoError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+
+
+def _header(text: str) -> tuple[str, Any]:
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise click.BadParameter(f"expected K=V, got {text!r}", param_hint="--header")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    if not isinstance(value, str | int | float | bool):
+        value = raw
+    return key, value
