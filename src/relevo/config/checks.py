@@ -59,7 +59,9 @@ def _expect(entries: dict[str, Entry], entry: Entry, field: str, ref: str, repor
 def driver_short(entries: dict[str, Entry], entry: Entry) -> str | None:
     """The driver_options key ('memory', 'amqp', 'redis') that applies to a queue or consumer."""
     queue = entries.get(entry.settings.queue) if entry.kind == "queue.consumer" else entry
-    driver = entries.get(queue.settings.driver) if queue is not None else None
+    if queue is None or queue.kind != "queue.queue":
+        return None
+    driver = entries.get(queue.settings.driver)
     kind = DRIVER_KINDS.get(driver.kind) if driver is not None else None
     return kind.short if kind is not None else None
 

@@ -1,0 +1,59 @@
+"""Settle-once: the first ack/nack/release wins, from any thread, exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from relevo.message import Delivery, Outcome
+
+
+class RecordingSettler:
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.thread_id = threading.get_ident()
+        self.outcomes: list[Outcome] = []
+        self.threads: list[int] = []
+
+    def settle(self, delivery: Delivery, outcome: Outcome) -> None:
+        self.outcomes.append(outcome)
+        self.threads.append(threading.get_ident())
+
+
+async def test_the_first_settlement_wins_and_later_ones_return_false() -> None:
+    settler = RecordingSettler()
+    delivery = Delivery(settler, "m1", b"{}", None, 1)
+    assert delivery.nack() is True
+    assert delivery.ack() is False
+    assert delivery.release() is False
+    assert settler.outcomes == [Outcome.NACK]
+    assert delivery.headers == {}
+
+
+async def test_racing_threads_settle_exactly_once_on_the_loop_thread() -> None:
+    settler = RecordingSettler()
+    deliveries = [Delivery(settler, f"m{i}", b"", None, 1) for i in range(200)]
+    with ThreadPoolExecutor(8) as pool:
+        wins = await asyncio.gather(*(
+            asyncio.get_running_loop().run_in_executor(pool, d.ack if i % 2 else d.nack)
+            for d in deliveries for i in range(4)
+        ))
+    await asyncio.sleep(0)  # settlements from threads run as loop callbacks
+    for _ in range(100):
+        if len(settler.outcomes) == 200:
+            break
+        await asyncio.sleep(0.01)
+    assert sum(wins) == 200
+    assert len(settler.outcomes) == 200
+    assert set(settler.threads) == {threading.get_ident()}
+
+
+async def test_a_nack_hook_replaces_the_plain_nack() -> None:
+    settler = RecordingSettler()
+    delivery = Delivery(settler, "m1", b"", None, 3)
+    seen: list[tuple[str, str]] = []
+    delivery.on_nack = lambda d, reason: seen.append((d.id, reason))
+    assert delivery.nack("boom") is True
+    assert seen == [("m1", "boom")]
+    assert settler.outcomes == []
