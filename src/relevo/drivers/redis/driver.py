@@ -1,0 +1,186 @@
+"""`queue.driver.redis`: one Redis stream per queue, one consumer group per stream.
+
+A stream is a log, not a queue; the driver adds what a queue needs:
+
+- publish is XADD (NOMKSTREAM, so an undeclared queue is QueueNotFound), coalesced into
+  pipelines (publisher.py); `MAXLEN ~` only when the queue sets `maxlen`;
+- consume is XREADGROUP sized to free credit; ack is XACK + XDEL, so acked entries leave
+  the stream; nack and release re-add the entry atomically (requeue.lua);
+- dead consumers' entries come back through XAUTOCLAIM (reclaim.lua), live handlers keep
+  theirs with lease extension (subscription.py);
+- a queue this driver declared is declared again if Redis comes back without it.
+
+Every redis-py exception is translated here into `relevo.errors`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import socket
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError, ResponseError
+
+from relevo.drivers.base import Capabilities, DeliverySink, QueueSpec, QueueStats
+from relevo.drivers.redis.connection import create_client
+from relevo.drivers.redis.publisher import Publisher
+from relevo.drivers.redis.settings import (
+    RedisConsumerOptions,
+    RedisQueueOptions,
+    RedisSettings,
+)
+from relevo.drivers.redis.subscription import NETWORK_ERRORS, RedisSubscription
+from relevo.errors import DriverUnavailable, QueueNotFound, RelevoError
+from relevo.message import Envelope
+
+GROUP = "relevo"
+"""The one consumer group of every queue's stream."""
+
+_CONSUMER_SEQ = itertools.count(1)
+
+
+def default_consumer_name() -> str:
+    """host:pid:n: unique among live processes, and the same again for a container restarted
+    with the same hostname and pid, which then re-reads what its previous run left pending."""
+    return f"{socket.gethostname()}:{os.getpid()}:{next(_CONSUMER_SEQ)}"
+
+
+class RedisDriver:
+    """`queue.driver.redis`."""
+
+    capabilities = Capabilities(durable=True, exact_in_flight=True, nack_to_tail=True)
+
+    def __init__(self, settings: RedisSettings | None = None) -> None:
+        self.settings = settings or RedisSettings()
+        self._client: Redis | None = None
+        self._publisher: Publisher | None = None
+        self._maxlen: dict[str, int | None] = {}  # queues declared here, and their maxlen
+        self._subscriptions: set[RedisSubscription] = set()
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._client is not None:
+            return
+        client = create_client(self.settings)
+        try:
+            async with self._boundary("connect"):
+                await client.ping()
+        except DriverUnavailable:
+            await client.aclose()
+            raise
+        self._client = client
+        self._publisher = Publisher(client, self.settings, self._declare_again)
+
+    async def stop(self) -> None:
+        for sub in list(self._subscriptions):
+            await sub.close()
+        self._subscriptions.clear()
+        if self._publisher is not None:
+            await self._publisher.close()
+            self._publisher = None
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    # -- queues -------------------------------------------------------------------------
+
+    def stream(self, queue: str) -> str:
+        """The stream key of a queue."""
+        return self.settings.key_prefix + queue
+
+    async def declare(self, spec: QueueSpec) -> None:
+        options = RedisQueueOptions.model_validate(dict(spec.options))
+        async with self._boundary(f"declare {spec.name!r}"):
+            await self._create_group(spec.name)
+        self._maxlen[spec.name] = options.maxlen
+
+    async def _create_group(self, queue: str) -> None:
+        # From ID 0, so entries added before the group existed are delivered too.
+        try:
+            await self._redis().xgroup_create(self.stream(queue), GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def _declare_again(self, queue: str) -> bool:
+        """Recreate a queue this driver declared and Redis lost; False if it never did."""
+        if queue not in self._maxlen:
+            return False
+        await self._create_group(queue)
+        return True
+
+    async def publish(self, queue: str, envelopes: Sequence[Envelope]) -> None:
+        if not envelopes:
+            return
+        publisher = self._publisher
+        if publisher is None:
+            raise DriverUnavailable("redis driver is not running")
+        await publisher.publish(queue, self.stream(queue), self._maxlen.get(queue), envelopes)
+
+    async def attach(
+        self, queue: str, sink: DeliverySink, prefetch: int, options: Mapping[str, Any]
+    ) -> RedisSubscription:
+        consumer_options = RedisConsumerOptions.model_validate(dict(options))
+        consumer = consumer_options.consumer_name or default_consumer_name()
+        stream = self.stream(queue)
+        async with self._boundary(f"attach to {queue!r}"):
+            try:
+                await self._redis().xgroup_createconsumer(stream, GROUP, consumer)
+            except ResponseError as exc:
+                if not await self._declare_again(queue):
+                    raise QueueNotFound(f"redis queue {queue!r} is not declared") from exc
+                await self._redis().xgroup_createconsumer(stream, GROUP, consumer)
+
+        async def recreate() -> None:
+            await self._declare_again(queue)
+
+        sub = RedisSubscription(
+            self._redis(), self.settings, stream, GROUP, consumer, sink, max(1, prefetch),
+            recreate,
+        )
+        self._subscriptions.add(sub)
+        return sub
+
+    async def info(self, queue: str) -> QueueStats:
+        stream = self.stream(queue)
+        async with self._boundary(f"info on {queue!r}"):
+            pipe = self._redis().pipeline(transaction=False)
+            pipe.xlen(stream)
+            pipe.xpending(stream, GROUP)
+            pipe.xinfo_consumers(stream, GROUP)
+            length, pending, consumers = await pipe.execute(raise_on_error=False)
+        for reply in (length, pending, consumers):
+            if isinstance(reply, ResponseError):
+                raise QueueNotFound(f"redis queue {queue!r} is not declared ({reply})")
+            if isinstance(reply, Exception):
+                raise DriverUnavailable(f"redis info on {queue!r}: {reply}")
+        in_flight = int(pending["pending"])
+        stale_ms = (2 * self.settings.claim_idle + self.settings.block) * 1000
+        live = sum(1 for c in consumers if c["pending"] > 0 or c["idle"] <= stale_ms)
+        return QueueStats(max(0, int(length) - in_flight), in_flight, live)
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _redis(self) -> Redis:
+        if self._client is None:
+            raise DriverUnavailable("redis driver is not running")
+        return self._client
+
+    @contextlib.asynccontextmanager
+    async def _boundary(self, what: str) -> AsyncIterator[None]:
+        """Bound a call by publish_timeout and turn redis-py errors into relevo's."""
+        try:
+            async with asyncio.timeout(self.settings.publish_timeout):
+                yield
+        except RelevoError:
+            raise
+        except (TimeoutError, *NETWORK_ERRORS) as exc:
+            raise DriverUnavailable(f"redis {what} failed: {exc or 'timed out'}") from exc
+        except RedisError as exc:
+            raise DriverUnavailable(f"redis {what} refused: {exc}") from exc

@@ -1,0 +1,38 @@
+"""How an envelope is laid out as the fields of one stream entry.
+
+    i  the message ID (what publish returned; kept across nacks and reclaims)
+    b  the encoded body, byte for byte
+    h  the headers as one msgpack map, so str/int/float/bool keep their types
+       (absent when there are none)
+    a  failed deliveries so far (absent when 0)
+
+Field names are one letter because every entry stores them; `requeue.lua` and
+`reclaim.lua` rewrite `a` in place.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+
+from relevo.message import Envelope, Headers
+
+ID, BODY, HEADERS, ATTEMPTS = b"i", b"b", b"h", b"a"
+
+
+def encode(envelope: Envelope) -> dict[Any, Any]:
+    """The XADD field map of an envelope."""
+    fields: dict[Any, Any] = {ID: envelope.id, BODY: envelope.body}
+    if envelope.headers:
+        fields[HEADERS] = msgpack.packb(envelope.headers)
+    if envelope.attempts:
+        fields[ATTEMPTS] = envelope.attempts
+    return fields
+
+
+def decode_headers(raw: bytes | None) -> Headers | None:
+    if not raw:
+        return None
+    headers: Headers = msgpack.unpackb(raw)
+    return headers

@@ -1,0 +1,152 @@
+"""Publishing: concurrent publishes coalesced into pipelines of XADD.
+
+One writer task keeps at most one pipeline in flight; every publish that arrives while it
+is in flight joins the next one. A hundred concurrent callers therefore cost about one
+round trip per hundred messages instead of one each, and one caller's envelopes still
+land in order. When Redis is unreachable the writer retries with backoff; each caller
+gives up on its own after `publish_timeout` with DriverUnavailable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from redis.asyncio import Redis
+
+from relevo.drivers.redis.connection import backoff_s
+from relevo.drivers.redis.fields import encode
+from relevo.drivers.redis.settings import RedisSettings
+from relevo.drivers.redis.subscription import NETWORK_ERRORS
+from relevo.errors import DriverUnavailable, PublishError, QueueNotFound
+from relevo.message import Envelope
+
+logger = logging.getLogger("relevo.drivers.redis")
+
+Recreate = Callable[[str], Awaitable[bool]]
+"""Declares a queue again if this driver declared it before (Redis came back empty)."""
+
+
+class _Request:
+    __slots__ = ("envelopes", "future", "maxlen", "queue", "stream")
+
+    def __init__(
+        self,
+        queue: str,
+        stream: str,
+        maxlen: int | None,
+        envelopes: Sequence[Envelope],
+        future: asyncio.Future[None],
+    ) -> None:
+        self.queue = queue
+        self.stream = stream
+        self.maxlen = maxlen
+        self.envelopes = envelopes
+        self.future = future
+
+
+class Publisher:
+    """The single writer behind `RedisDriver.publish`."""
+
+    def __init__(self, client: Redis, settings: RedisSettings, recreate: Recreate) -> None:
+        self.client = client
+        self.settings = settings
+        self._recreate = recreate
+        self._pending: list[_Request] = []
+        self._wake = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+
+    async def publish(
+        self, queue: str, stream: str, maxlen: int | None, envelopes: Sequence[Envelope]
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._pending.append(_Request(queue, stream, maxlen, envelopes, future))
+        self._wake.set()
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write_loop(), name="relevo-redis-publish")
+        try:
+            async with asyncio.timeout(self.settings.publish_timeout):
+                await future
+        except TimeoutError:
+            raise DriverUnavailable(
+                f"redis publish to {queue!r} did not complete within the publish timeout "
+                f"of {self.settings.publish_timeout}s"
+            ) from None
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+            self._writer = None
+        for request in self._pending:
+            if not request.future.done():
+                request.future.set_exception(DriverUnavailable("redis driver stopped"))
+        self._pending = []
+
+    async def _write_loop(self) -> None:
+        delays = None
+        while True:
+            if not self._pending:
+                self._wake.clear()
+                await self._wake.wait()
+            batch = [r for r in self._pending if not r.future.done()]
+            self._pending = []
+            if not batch:
+                continue
+            try:
+                retry = await self._send(batch)
+                delays = None
+            except NETWORK_ERRORS as exc:
+                retry = batch
+                delays = delays or backoff_s(self.settings)
+                delay = next(delays)
+                logger.warning("redis publish failed (%s); retrying in %.2fs", exc, delay)
+                await asyncio.sleep(delay)
+            except Exception as exc:  # a bug or an unexpected reply: fail these, keep going
+                logger.exception("redis publish failed")
+                retry = []
+                for request in batch:
+                    if not request.future.done():
+                        request.future.set_exception(PublishError(f"redis publish: {exc}"))
+            if retry:
+                self._pending[:0] = retry
+
+    async def _send(self, batch: list[_Request]) -> list[_Request]:
+        """One pipeline for the whole batch; returns the requests to send again."""
+        pipe = self.client.pipeline(transaction=False)
+        xadd = pipe.xadd
+        for request in batch:
+            stream, maxlen = request.stream, request.maxlen
+            for envelope in request.envelopes:
+                xadd(stream, encode(envelope), maxlen=maxlen, approximate=True, nomkstream=True)
+        results = await pipe.execute(raise_on_error=False)
+        retry: list[_Request] = []
+        position = 0
+        for request in batch:
+            count = len(request.envelopes)
+            replies = results[position : position + count]
+            position += count
+            if request.future.done():
+                continue
+            failure = _failure(request, replies)
+            if failure is None:
+                request.future.set_result(None)
+            elif isinstance(failure, QueueNotFound) and await self._recreate(request.queue):
+                retry.append(request)  # Redis came back empty: the queue exists again now
+            else:
+                request.future.set_exception(failure)
+        return retry
+
+
+def _failure(request: _Request, replies: list[Any]) -> Exception | None:
+    for reply in replies:
+        if reply is None:  # NOMKSTREAM: the stream does not exist
+            return QueueNotFound(f"redis queue {request.queue!r} is not declared")
+        if isinstance(reply, Exception):
+            return PublishError(f"redis refused a publish to {request.queue!r}: {reply}")
+    return None

@@ -1,0 +1,315 @@
+"""One consumer on one stream: read with credit, settle in batches, keep leases, reclaim.
+
+Three tasks per subscription:
+
+- the reader first re-reads the entries this consumer name left pending (a previous run
+  with the same name), then blocks in `XREADGROUP ... >` for new ones, asking for no more
+  than the free credit, so at most `prefetch` deliveries are ever unsettled;
+- the flusher sends queued settlements in one pipeline per round: acks as XACK + XDEL
+  (the entry leaves the stream, which therefore does not grow), nacks and releases
+  through `requeue.lua`; whatever is settled while a round is in flight joins the next;
+- the keeper extends the lease of every delivery still held (XCLAIM JUSTID resets its
+  idle time, so a slow handler is never reclaimed) and runs `reclaim.lua`, which gives
+  back the entries of consumers that went silent for `claim_idle`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError, NoScriptError, ResponseError, TimeoutError
+
+from relevo.drivers.base import DeliverySink
+from relevo.drivers.redis.connection import backoff_s
+from relevo.drivers.redis.fields import ATTEMPTS, BODY, HEADERS, ID, decode_headers
+from relevo.drivers.redis.scripts import RECLAIM, REQUEUE
+from relevo.drivers.redis.settings import RedisSettings
+from relevo.message import Delivery, Outcome
+
+logger = logging.getLogger("relevo.drivers.redis")
+
+NETWORK_ERRORS = (ConnectionError, TimeoutError, OSError)
+RECLAIM_BATCH = 100
+RECLAIM_ROUNDS = 10  # at most this many batches per keeper tick, so one tick stays short
+
+
+class RedisSubscription:
+    """`Subscription` of the Redis Streams driver."""
+
+    def __init__(
+        self,
+        client: Redis,
+        settings: RedisSettings,
+        stream: str,
+        group: str,
+        consumer: str,
+        sink: DeliverySink,
+        prefetch: int,
+        recreate: Callable[[], Awaitable[None]],
+    ) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.thread_id = threading.get_ident()
+        self.client = client
+        self.settings = settings
+        self.stream = stream
+        self.group = group
+        self.consumer = consumer
+        self.sink = sink
+        self.prefetch = prefetch
+        self.credit = prefetch
+        self.unsettled: dict[bytes, Delivery] = {}
+        self._recreate = recreate
+        self._acks: list[bytes] = []
+        self._nacks: list[bytes] = []
+        self._releases: list[bytes] = []
+        self._has_credit = asyncio.Event()
+        self._has_credit.set()
+        self._dirty = asyncio.Event()
+        self._closing = False
+        self._closed = False
+        self._block_ms = max(1, int(settings.block * 1000))
+        self._claim_ms = max(1, int(settings.claim_idle * 1000))
+        self._stale_ms = int((2 * settings.claim_idle + settings.block) * 1000)
+        self._reader = asyncio.create_task(self._read_loop(), name=f"relevo-redis-read:{stream}")
+        self._flusher = asyncio.create_task(self._flush_loop(), name=f"relevo-redis-ack:{stream}")
+        self._keeper = asyncio.create_task(self._keep_loop(), name=f"relevo-redis-keep:{stream}")
+
+    # -- delivering -------------------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        cursor: bytes | None = b"0"  # own pending entries first, then only new ones
+        delays = None
+        while True:
+            if self.credit <= 0:
+                self._has_credit.clear()
+                await self._has_credit.wait()
+                continue
+            try:
+                if cursor is not None:
+                    entries = await self._read(cursor, block=False)
+                    if not entries:
+                        cursor = None
+                        continue
+                    cursor = entries[-1][0]
+                    await self._deliver_history(entries)
+                else:
+                    entries = await self._read(b">", block=True)
+                    if entries:
+                        self._deliver(entries)
+                delays = None
+            except ResponseError as exc:
+                if "NOGROUP" in str(exc):
+                    logger.warning("redis stream %s lost its group; declaring it again",
+                                   self.stream)
+                    await self._recreate_quietly()
+                    continue
+                logger.error("redis read on %s refused: %s", self.stream, exc)
+                await asyncio.sleep(self.settings.reconnect_max_delay)
+            except NETWORK_ERRORS as exc:
+                delays = delays or backoff_s(self.settings)
+                delay = next(delays)
+                logger.warning("redis read on %s failed (%s); retrying in %.2fs",
+                               self.stream, exc, delay)
+                await asyncio.sleep(delay)
+
+    async def _recreate_quietly(self) -> None:
+        try:
+            await self._recreate()
+        except Exception as exc:  # the next read reports the outage and backs off
+            logger.warning("redis could not declare %s again: %s", self.stream, exc)
+            await asyncio.sleep(self.settings.reconnect_delay)
+
+    async def _read(self, cursor: bytes, *, block: bool) -> list[Any]:
+        reply: Any = await self.client.xreadgroup(
+            self.group,
+            self.consumer,
+            {self.stream: cursor},
+            count=self.credit,
+            block=self._block_ms if block else None,
+        )
+        if not reply:
+            return []
+        entries: list[Any] = reply[0][1]
+        return entries
+
+    def _deliver(self, entries: list[Any], deliveries: dict[bytes, int] | None = None) -> None:
+        """Push entries to the sink; `deliveries` holds times-delivered for re-read ones."""
+        sink, unsettled = self.sink, self.unsettled
+        for entry_id, fields in entries:
+            if not fields:  # re-read entry deleted meanwhile: nothing left to deliver
+                self._acks.append(entry_id)
+                self._dirty.set()
+                continue
+            raw_attempts = fields.get(ATTEMPTS)
+            attempts = int(raw_attempts) if raw_attempts else 0
+            attempts += deliveries.get(entry_id, 1) if deliveries else 1
+            delivery = Delivery(
+                self,
+                fields[ID].decode(),
+                fields[BODY],
+                decode_headers(fields.get(HEADERS)),
+                attempts,
+                entry_id,
+            )
+            unsettled[entry_id] = delivery
+            self.credit -= 1
+            try:
+                sink(delivery)
+            except Exception:
+                logger.exception("delivery sink failed on %s; the delivery stays unsettled",
+                                 self.stream)
+
+    async def _deliver_history(self, entries: list[Any]) -> None:
+        """Re-read entries: every earlier delivery of theirs ended unsettled, so it counts."""
+        pending: Any = await self.client.xpending_range(
+            self.stream, self.group, entries[0][0], entries[-1][0], len(entries), self.consumer
+        )
+        counts = {row["message_id"]: int(row["times_delivered"]) for row in pending}
+        self._deliver(entries, counts)
+
+    # -- settling ---------------------------------------------------------------------
+
+    def settle(self, delivery: Delivery, outcome: Outcome) -> None:
+        tag = delivery.tag
+        if self.unsettled.pop(tag, None) is None:  # given back by close() already
+            return
+        if outcome is Outcome.ACK:
+            self._acks.append(tag)
+        elif outcome is Outcome.NACK:
+            self._nacks.append(tag)
+        else:
+            self._releases.append(tag)
+        self._dirty.set()
+        self.credit += 1
+        if self.credit == 1:
+            self._has_credit.set()
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            await self._flush()
+            if self._closing and not (self._acks or self._nacks or self._releases):
+                return
+
+    async def _flush(self) -> None:
+        acks, nacks, releases = self._acks, self._nacks, self._releases
+        if not (acks or nacks or releases):
+            return
+        self._acks, self._nacks, self._releases = [], [], []
+        delays = None
+        while True:
+            pipe = self.client.pipeline(transaction=False)
+            if acks:
+                pipe.xack(self.stream, self.group, *acks)
+                pipe.xdel(self.stream, *acks)
+            calls = [(bump, ids) for bump, ids in ((1, nacks), (0, releases)) if ids]
+            for bump, ids in calls:
+                REQUEUE.queue(pipe, [self.stream], [self.group, self.consumer, bump, *ids])
+            try:
+                results = await pipe.execute(raise_on_error=False)
+                break
+            except NETWORK_ERRORS as exc:
+                delays = delays or backoff_s(self.settings)
+                delay = next(delays)
+                logger.warning("redis settle on %s failed (%s); retrying in %.2fs",
+                               self.stream, exc, delay)
+                await asyncio.sleep(delay)
+        for (bump, ids), result in zip(calls, results[2 if acks else 0 :], strict=True):
+            if isinstance(result, NoScriptError):
+                await self._requeue(ids, bump)
+        for result in results:
+            if isinstance(result, Exception) and not isinstance(result, NoScriptError):
+                logger.warning("redis settle on %s: %s", self.stream, result)
+
+    async def _requeue(self, ids: list[bytes], bump: int) -> None:
+        """Give entries this consumer still owns back to the stream, `bump` attempts more."""
+        for start in range(0, len(ids), 500):
+            await REQUEUE.run(
+                self.client, [self.stream], [self.group, self.consumer, bump,
+                                             *ids[start : start + 500]]
+            )
+
+    # -- leases and reclaiming --------------------------------------------------------
+
+    async def _keep_loop(self) -> None:
+        period = self.settings.claim_idle / 3
+        while True:
+            try:
+                await self._reclaim()
+                await asyncio.sleep(period)
+                if self.unsettled:
+                    await self.client.xclaim(
+                        self.stream, self.group, self.consumer, 0,
+                        list(self.unsettled), justid=True,
+                    )
+            except NETWORK_ERRORS as exc:
+                logger.debug("redis lease/reclaim on %s skipped: %s", self.stream, exc)
+                await asyncio.sleep(period)
+            except ResponseError as exc:  # e.g. NOGROUP while Redis comes back empty
+                logger.debug("redis lease/reclaim on %s skipped: %s", self.stream, exc)
+
+    async def _reclaim(self) -> None:
+        cursor: Any = b"0-0"
+        for _ in range(RECLAIM_ROUNDS):
+            cursor, moved = await RECLAIM.run(
+                self.client,
+                [self.stream],
+                [self.group, self.consumer, self._claim_ms, RECLAIM_BATCH, self._stale_ms, cursor],
+            )
+            if moved:
+                logger.info("redis reclaimed %d entries on %s", moved, self.stream)
+            if cursor == b"0-0":
+                return
+
+    # -- stopping ---------------------------------------------------------------------
+
+    async def cancel(self) -> None:
+        if self._reader.done():
+            return
+        self._reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._reader
+
+    async def close(self) -> None:
+        """Stop reading, flush settlements, give back the rest at once, leave the group."""
+        if self._closed:
+            return
+        self._closed = True
+        await self.cancel()
+        held = [d for d in self.unsettled.values() if d.claim()]
+        for delivery in held:
+            del self.unsettled[delivery.tag]
+        await asyncio.sleep(0)  # settlements sent from worker threads land first
+        self._closing = True
+        self._dirty.set()
+        try:
+            async with asyncio.timeout(self.settings.publish_timeout):
+                await self._flusher
+            await self._give_back([d.tag for d in held])
+        except (TimeoutError, *NETWORK_ERRORS) as exc:
+            logger.warning("redis close on %s could not give entries back (%s); they "
+                           "return after claim_idle", self.stream, exc)
+        finally:
+            self._flusher.cancel()
+            self._keeper.cancel()
+            for task in (self._flusher, self._keeper):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    async def _give_back(self, held: list[bytes]) -> None:
+        if held:  # a handler had them: each counts as a failed attempt
+            await self._requeue(held, 1)
+        # Entries read but never pushed (a read cut short by cancel) did not reach a handler.
+        rest: Any = await self.client.xpending_range(
+            self.stream, self.group, "-", "+", 10_000, self.consumer
+        )
+        if rest:
+            await self._requeue([row["message_id"] for row in rest], 0)
+        await self.client.xgroup_delconsumer(self.stream, self.group, self.consumer)
