@@ -1,0 +1,184 @@
+"""One AMQP connection kept alive: connect, notice the drop, reconnect with backoff.
+
+`AmqpLink.ready` is set while a connection is usable. When the connection drops,
+the link clears it, tells its owner (`on_lost`), and reconnects: the first attempt
+after `reconnect_delay`, each failure doubling the wait up to `reconnect_max_delay`.
+Once connected it runs `on_restored` (re-declare queues) before setting `ready`, so
+consumers waiting on `ready` re-subscribe to queues that exist again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aio_pika
+import aiormq
+from yarl import URL
+
+from relevo.drivers.amqp.settings import AmqpSettings
+from relevo.drivers.amqp.tls import ssl_context
+from relevo.errors import DriverUnavailable
+
+log = logging.getLogger("relevo.drivers.amqp")
+
+CONNECT_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    ConnectionError,
+    aiormq.exceptions.AMQPError,
+    RuntimeError,  # aiormq raises it for a connection that closed while opening a channel
+)
+
+
+def connection_url(settings: AmqpSettings) -> URL:
+    """The broker URL with vhost, heartbeat and TLS scheme applied from the settings."""
+    url = URL(settings.url)
+    if settings.vhost is not None:
+        url = url.with_path("/" + settings.vhost.replace("/", "%2F"), encoded=True)
+    if settings.heartbeat is not None:
+        url = url.update_query(heartbeat=str(max(0, round(settings.heartbeat))))
+    if settings.tls.enabled and url.scheme == "amqp":
+        port = url.explicit_port
+        url = url.with_scheme("amqps")
+        url = url.with_port(port if port is not None and port != 5672 else 5671)
+    return url
+
+
+def safe_url(url: URL) -> str:
+    """The URL for logs and errors, password hidden."""
+    return str(url.with_password("***") if url.password else url)
+
+
+class AmqpLink:
+    """The driver's connection and its reconnect loop."""
+
+    def __init__(
+        self,
+        settings: AmqpSettings,
+        on_lost: Callable[[], None],
+        on_restored: Callable[[], Awaitable[None]],
+    ) -> None:
+        self.settings = settings
+        self.url = connection_url(settings)
+        self.ready = asyncio.Event()
+        self.connection: aiormq.abc.AbstractConnection | None = None
+        self._aio_connection: aio_pika.abc.AbstractConnection | None = None
+        self._on_lost = on_lost
+        self._on_restored = on_restored
+        self._reconnecting: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._ssl = (
+            ssl_context(settings.tls)
+            if settings.tls.enabled or self.url.scheme == "amqps"
+            else None
+        )
+
+    async def start(self) -> None:
+        """Connect once; DriverUnavailable when the broker does not answer in time."""
+        self._stopping = False
+        try:
+            await self._connect()
+        except CONNECT_ERRORS as exc:
+            raise DriverUnavailable(
+                f"cannot connect to RabbitMQ at {safe_url(self.url)}: {_describe(exc)}"
+            ) from exc
+        self.ready.set()
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self.ready.clear()
+        if self._reconnecting is not None:
+            self._reconnecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reconnecting
+            self._reconnecting = None
+        connection, self._aio_connection, self.connection = self._aio_connection, None, None
+        if connection is not None:
+            with contextlib.suppress(*CONNECT_ERRORS):
+                await connection.close()
+
+    async def wait_ready(self, deadline: float | None) -> aiormq.abc.AbstractConnection:
+        """The live connection, waiting for a reconnect up to `deadline` (loop time)."""
+        while True:
+            connection = self.connection
+            if self.ready.is_set() and connection is not None and not connection.is_closed:
+                return connection
+            if self._stopping:
+                raise DriverUnavailable("the AMQP driver is stopped")
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await self.ready.wait()
+            except TimeoutError:
+                raise DriverUnavailable(
+                    f"RabbitMQ at {safe_url(self.url)} stayed unreachable"
+                ) from None
+            if not self.ready.is_set():
+                await asyncio.sleep(0)
+
+    async def channel(
+        self, deadline: float | None, *, confirms: bool
+    ) -> aiormq.abc.AbstractChannel:
+        connection = await self.wait_ready(deadline)
+        async with asyncio.timeout_at(deadline):
+            return await connection.channel(publisher_confirms=confirms)
+
+    async def _connect(self) -> None:
+        properties: dict[str, Any] = {}
+        if self.settings.connection_name:
+            properties["connection_name"] = self.settings.connection_name
+        connection = await aio_pika.connect(
+            self.url,
+            ssl_context=self._ssl,
+            timeout=self.settings.connection_timeout,
+            client_properties=properties or None,
+        )
+        connection.close_callbacks.add(self._closed)
+        self._aio_connection = connection
+        self.connection = connection.transport.connection  # type: ignore[union-attr]
+
+    def _closed(self, _sender: object, exc: BaseException | None = None) -> None:
+        if self._stopping:
+            return
+        log.warning("AMQP connection lost (%s); reconnecting", _describe(exc))
+        self.ready.clear()
+        self.connection = None
+        self._aio_connection = None
+        self._on_lost()
+        if self._reconnecting is None or self._reconnecting.done():
+            self._reconnecting = asyncio.get_running_loop().create_task(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        delay = self.settings.reconnect_delay
+        while not self._stopping:
+            await asyncio.sleep(delay)
+            try:
+                await self._connect()
+                await self._on_restored()
+            except CONNECT_ERRORS as exc:
+                log.warning("AMQP reconnect failed (%s); next try in %.1fs", _describe(exc), delay)
+                await self._drop_half_open()
+                delay = min(delay * 2, self.settings.reconnect_max_delay)
+                continue
+            if self.connection is None or self.connection.is_closed:
+                continue  # lost again while restoring; its close callback took over
+            log.info("AMQP connection restored to %s", safe_url(self.url))
+            self.ready.set()
+            return
+
+    async def _drop_half_open(self) -> None:
+        connection, self._aio_connection, self.connection = self._aio_connection, None, None
+        if connection is not None:
+            connection.close_callbacks.discard(self._closed)
+            with contextlib.suppress(*CONNECT_ERRORS):
+                await connection.close()
+
+
+def _describe(exc: BaseException | None) -> str:
+    if exc is None:
+        return "closed"
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if text != type(exc).__name__ else text

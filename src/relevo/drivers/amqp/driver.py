@@ -1,0 +1,184 @@
+"""`queue.driver.amqp`: RabbitMQ through aio-pika, reconnecting, confirmed, never losing a message.
+
+aio-pika opens (and TLS-wraps) the connection; the driver then talks AMQP on aio-pika's
+own transport channels (aiormq) so that a delivery costs one `Delivery` and nothing
+else. The pieces, one concept each:
+
+    connection.py    the connection and its reconnect loop (AmqpLink)
+    publisher.py     confirmed, mandatory, persistent publishing on a shared channel
+    subscription.py  one consumer: qos, consume, batched acks, attempts via republish
+    queues.py        queue options as AMQP arguments; declare conflicts as ConfigError
+    headers.py       envelope headers <-> AMQP properties and header table
+    tls.py           the SSL context from `tls:`
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import aiormq
+import aiormq.abc
+
+from relevo.drivers.amqp.connection import CONNECT_ERRORS, AmqpLink
+from relevo.drivers.amqp.headers import properties_for
+from relevo.drivers.amqp.publisher import Publisher
+from relevo.drivers.amqp.queues import conflict_error, declare_arguments, queue_options
+from relevo.drivers.amqp.settings import AmqpConsumerOptions, AmqpSettings
+from relevo.drivers.amqp.subscription import AmqpSubscription
+from relevo.drivers.base import Capabilities, DeliverySink, QueueSpec, QueueStats
+from relevo.errors import DriverUnavailable, PublishError, QueueNotFound
+from relevo.message import Envelope
+
+_MAX_QOS = 65535
+
+
+class AmqpDriver:
+    """`queue.driver.amqp`."""
+
+    capabilities = Capabilities(durable=True, exact_in_flight=False, nack_to_tail=True)
+
+    def __init__(self, settings: AmqpSettings | None = None) -> None:
+        self.settings = settings or AmqpSettings()
+        self._link = AmqpLink(self.settings, self._connection_lost, self._connection_restored)
+        self._publisher = Publisher(self._link)
+        self._control: aiormq.abc.AbstractChannel | None = None
+        self._control_lock = asyncio.Lock()
+        self._declared: dict[str, dict[str, Any]] = {}  # re-declared after a reconnect
+        self._known: set[str] = set()  # queues seen to exist (declared here or elsewhere)
+        self._subscriptions: list[AmqpSubscription] = []
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self._link.start()
+
+    async def stop(self) -> None:
+        for sub in list(self._subscriptions):
+            await sub.close()
+        await self._publisher.close()
+        control, self._control = self._control, None
+        if control is not None and not control.is_closed:
+            try:
+                await control.close()
+            except CONNECT_ERRORS:
+                pass
+        await self._link.stop()
+        self._known.clear()
+
+    def _connection_lost(self) -> None:
+        self._publisher.reset()
+        self._control = None
+        for sub in list(self._subscriptions):
+            sub.connection_lost()
+
+    async def _connection_restored(self) -> None:
+        """Re-declare every queue (a broker restart drops non-durable ones) before consuming."""
+        channel = await self._link.connection.channel(publisher_confirms=False)  # type: ignore[union-attr]
+        for name, arguments in self._declared.items():
+            await channel.queue_declare(name, **arguments)
+        self._control = channel
+
+    # -- queues -------------------------------------------------------------------
+
+    async def declare(self, spec: QueueSpec) -> None:
+        arguments = declare_arguments(queue_options(spec.options), self.settings)
+        channel = await self._control_channel()
+        try:
+            async with asyncio.timeout(self.settings.connection_timeout):
+                await channel.queue_declare(spec.name, **arguments)
+        except aiormq.exceptions.ChannelPreconditionFailed as exc:
+            self._control = None
+            raise conflict_error(spec.name, _reply_text(exc)) from None
+        except (*CONNECT_ERRORS, TimeoutError) as exc:
+            self._control = None
+            raise DriverUnavailable(f"cannot declare AMQP queue {spec.name!r}: {exc}") from exc
+        self._declared[spec.name] = arguments
+        self._known.add(spec.name)
+
+    async def info(self, queue: str) -> QueueStats:
+        ok = await self._passive_declare(queue)
+        in_flight = sum(sub.in_flight for sub in self._subscriptions if sub.queue == queue)
+        return QueueStats(ok.message_count or 0, in_flight, ok.consumer_count or 0)
+
+    async def _passive_declare(self, queue: str) -> aiormq.spec.Queue.DeclareOk:
+        channel = await self._control_channel()
+        try:
+            async with asyncio.timeout(self.settings.connection_timeout):
+                ok = await channel.queue_declare(queue, passive=True)
+        except aiormq.exceptions.ChannelNotFoundEntity:
+            self._control = None
+            self._known.discard(queue)
+            raise QueueNotFound(f"AMQP queue {queue!r} does not exist") from None
+        except (*CONNECT_ERRORS, TimeoutError) as exc:
+            self._control = None
+            raise DriverUnavailable(f"cannot query AMQP queue {queue!r}: {exc}") from exc
+        self._known.add(queue)
+        return ok
+
+    async def _control_channel(self) -> aiormq.abc.AbstractChannel:
+        """A channel for declares; a 404 or 406 closes it, so it is reopened on demand."""
+        channel = self._control
+        if channel is not None and not channel.is_closed:
+            return channel
+        async with self._control_lock:
+            channel = self._control
+            if channel is None or channel.is_closed:
+                deadline = asyncio.get_running_loop().time() + self.settings.connection_timeout
+                try:
+                    channel = await self._link.channel(deadline, confirms=False)
+                except (*CONNECT_ERRORS, TimeoutError) as exc:
+                    raise DriverUnavailable(f"cannot open an AMQP channel: {exc}") from exc
+                self._control = channel
+            return channel
+
+    def _forget(self, sub: AmqpSubscription) -> None:
+        if sub in self._subscriptions:
+            self._subscriptions.remove(sub)
+
+    # -- messages -----------------------------------------------------------------
+
+    async def publish(self, queue: str, envelopes: Sequence[Envelope]) -> None:
+        if queue not in self._known:
+            await self._passive_declare(queue)
+        now = datetime.now(UTC)
+        try:
+            messages = [(properties_for(envelope, now), envelope.body) for envelope in envelopes]
+        except (TypeError, ValueError) as exc:
+            raise PublishError(f"cannot encode a message for AMQP queue {queue!r}: {exc}") from exc
+        deadline = asyncio.get_running_loop().time() + self.settings.publish_timeout
+        await self._publisher.publish(queue, messages, deadline)
+
+    async def attach(
+        self, queue: str, sink: DeliverySink, prefetch: int, options: Mapping[str, Any]
+    ) -> AmqpSubscription:
+        if queue not in self._known:
+            await self._passive_declare(queue)
+        qos = max(1, min(prefetch, self.settings.prefetch_count or _MAX_QOS, _MAX_QOS))
+        sub = AmqpSubscription(
+            self._link,
+            self._publisher,
+            queue,
+            sink,
+            qos,
+            _consumer_options(options),
+            self.settings.publish_timeout,
+            self._forget,
+        )
+        deadline = asyncio.get_running_loop().time() + self.settings.connection_timeout
+        await sub.start(deadline)
+        self._subscriptions.append(sub)
+        return sub
+
+
+def _consumer_options(options: Mapping[str, Any]) -> AmqpConsumerOptions:
+    if isinstance(options, AmqpConsumerOptions):
+        return options
+    return AmqpConsumerOptions.model_validate(dict(options))
+
+
+def _reply_text(exc: BaseException) -> str:
+    return " ".join(str(arg) for arg in exc.args) or str(exc)
+

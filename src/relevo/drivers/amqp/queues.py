@@ -1,0 +1,69 @@
+"""Queue declaration: relevo's queue options as AMQP arguments, broker refusals as relevo errors.
+
+A bounded queue (`max_length`) refuses publishes when full (`x-overflow: reject-publish`)
+instead of RabbitMQ's default of silently dropping its oldest message: relevo never
+loses a message on purpose, and a refused publish surfaces as `QueueFull`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from relevo.drivers.amqp.settings import AmqpQueueOptions, AmqpSettings
+from relevo.errors import ConfigError, ConfigIssue
+
+_OPTION_OF_ARGUMENT = {
+    "durable": "durable",
+    "auto_delete": "auto_delete",
+    "x-message-ttl": "message_ttl",
+    "x-expires": "queue_expiry",
+    "x-max-length": "max_length",
+    "x-overflow": "max_length",
+}
+_INEQUIVALENT = re.compile(r"inequivalent arg '([^']+)'")
+
+
+def queue_options(options: Mapping[str, Any]) -> AmqpQueueOptions:
+    """Validated options; a queue spec may carry the model itself or a plain map."""
+    if isinstance(options, AmqpQueueOptions):
+        return options
+    return AmqpQueueOptions.model_validate(dict(options))
+
+
+def declare_arguments(options: AmqpQueueOptions, settings: AmqpSettings) -> dict[str, Any]:
+    """Keyword arguments of `queue_declare`; driver-wide TTL and expiry fill in what the queue leaves unset."""
+    arguments: dict[str, Any] = {}
+    ttl = options.message_ttl if options.message_ttl is not None else settings.default_message_ttl
+    if ttl is not None:
+        arguments["x-message-ttl"] = round(ttl * 1000)
+    expiry = (
+        options.queue_expiry if options.queue_expiry is not None else settings.default_queue_expiry
+    )
+    if expiry is not None:
+        arguments["x-expires"] = max(1, round(expiry * 1000))
+    if options.max_length is not None:
+        arguments["x-max-length"] = options.max_length
+        arguments["x-overflow"] = "reject-publish"
+    return {
+        "durable": options.durable,
+        "auto_delete": options.auto_delete,
+        "arguments": arguments or None,
+    }
+
+
+def conflict_error(queue: str, reply_text: str) -> ConfigError:
+    """The broker refused a re-declare: say which queue and which option differ."""
+    match = _INEQUIVALENT.search(reply_text)
+    argument = match.group(1) if match else None
+    option = _OPTION_OF_ARGUMENT.get(argument or "", argument)
+    detail = reply_text.split(" - ", 1)[-1]
+    message = (
+        f"queue {queue!r} already exists on the broker with a different "
+        f"{option or 'setting'} ({detail}); change driver_options.amqp to match "
+        f"or delete the queue"
+    )
+    field = f"driver_options.amqp.{option}" if option else "driver_options.amqp"
+    return ConfigError([ConfigIssue(file="<broker>", line=None, entry=None, field=field,
+                                    message=message)])

@@ -1,0 +1,320 @@
+"""One consumer's attachment to one AMQP queue: its own channel, `basic.qos`, `basic.consume`.
+
+Settling never blocks. An ack only records the tag; a flusher task sends, once per
+loop turn, one `basic.ack(multiple=True)` for the contiguous run of settled tags at the
+head and single acks for settled tags behind a delivery still in a handler.
+
+Attempts must survive redelivery, and RabbitMQ's own requeue keeps no count. So a nack
+(or release) publishes a copy carrying the new count in `x-relevo-attempts`, waits
+for the broker's confirm, and only then acks the original: a crash in between leaves
+a duplicate, never a loss. A delivery the broker marks `redelivered` was in the hands
+of a consumer that died or lost its connection; it is counted the same way (copy with
+one attempt more, then ack) before any handler sees it, so a message that kills its
+worker every time still reaches its dead-letter queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+
+import aiormq
+import aiormq.abc
+
+from relevo.drivers.amqp.connection import CONNECT_ERRORS, AmqpLink
+from relevo.drivers.amqp.headers import read_headers, with_attempts
+from relevo.drivers.amqp.publisher import Publisher
+from relevo.drivers.amqp.settings import AmqpConsumerOptions
+from relevo.drivers.base import DeliverySink
+from relevo.errors import DriverUnavailable, QueueNotFound, RelevoError
+from relevo.message import Delivery, Headers, Outcome
+
+log = logging.getLogger("relevo.drivers.amqp")
+
+_CHANNEL_ERRORS = (aiormq.exceptions.AMQPError, RuntimeError, OSError)
+
+
+class AmqpSubscription:
+    """Deliveries from one `basic.consume`, never more than `prefetch` unacked at the broker."""
+
+    def __init__(
+        self,
+        link: AmqpLink,
+        publisher: Publisher,
+        queue: str,
+        sink: DeliverySink,
+        prefetch: int,
+        options: AmqpConsumerOptions,
+        publish_timeout_s: float,
+        on_closed: Callable[[AmqpSubscription], None],
+    ) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.thread_id = threading.get_ident()
+        self.queue = queue
+        self._link = link
+        self._publisher = publisher
+        self._sink = sink
+        self._prefetch = prefetch
+        self._options = options
+        self._publish_timeout_s = publish_timeout_s
+        self._on_closed = on_closed
+        self._channel: aiormq.abc.AbstractChannel | None = None
+        self._consumer_tag: str | None = None
+        # Per channel: tags in delivery order until acked at the broker; the unsettled
+        # ones (None while a copy is being published); settled tags waiting for the
+        # flusher; tags acked alone, still queued behind an unsettled one.
+        self._order: deque[int] = deque()
+        self._open: dict[int, Delivery | None] = {}
+        self._to_ack: list[int] = []
+        self._sent: set[int] = set()
+        self._wake = asyncio.Event()
+        self._flusher: asyncio.Task[None] | None = None
+        self._moves: set[asyncio.Task[None]] = set()
+        self._resubscribing: asyncio.Task[None] | None = None
+        self._active = True
+        self._closed = False
+
+    @property
+    def in_flight(self) -> int:
+        """Deliveries this consumer holds that the broker has not seen acked yet."""
+        return len(self._order) - len(self._sent)
+
+    # -- subscribing --------------------------------------------------------------
+
+    async def start(self, deadline: float) -> None:
+        await self._subscribe(deadline)
+        self._flusher = self.loop.create_task(self._flush_loop())
+
+    async def _subscribe(self, deadline: float | None) -> None:
+        channel = await self._link.channel(deadline, confirms=False)
+        self._reset(channel)
+        try:
+            async with asyncio.timeout_at(deadline):
+                await channel.basic_qos(prefetch_count=self._prefetch)
+                ok = await channel.basic_consume(
+                    self.queue,
+                    self._on_message,
+                    exclusive=self._options.exclusive,
+                    consumer_tag=self._options.consumer_tag,
+                )
+        except aiormq.exceptions.ChannelNotFoundEntity:
+            self._channel = None
+            raise QueueNotFound(f"AMQP queue {self.queue!r} does not exist") from None
+        except aiormq.exceptions.ChannelClosed as exc:
+            self._channel = None
+            raise DriverUnavailable(f"cannot consume from AMQP queue {self.queue!r}: {exc}") from exc
+        except (*CONNECT_ERRORS, TimeoutError) as exc:
+            self._channel = None
+            raise DriverUnavailable(f"cannot consume from AMQP queue {self.queue!r}: {exc}") from exc
+        self._consumer_tag = ok.consumer_tag
+        channel.closing.add_done_callback(lambda _: self._channel_lost(channel))
+
+    def _reset(self, channel: aiormq.abc.AbstractChannel | None) -> None:
+        """Forget the previous channel: its deliveries died with it and the broker redelivers them.
+
+        Each is claimed, so a handler still holding one cannot ack it on a dead channel.
+        """
+        for delivery in self._open.values():
+            if delivery is not None:
+                delivery.claim()
+        self._channel = channel
+        self._order.clear()
+        self._open.clear()
+        self._to_ack.clear()
+        self._sent.clear()
+
+    def _channel_lost(self, channel: aiormq.abc.AbstractChannel) -> None:
+        if channel is not self._channel:
+            return
+        self._reset(None)
+        if self._active and not self._closed:
+            if self._resubscribing is None or self._resubscribing.done():
+                self._resubscribing = self.loop.create_task(self._resubscribe())
+
+    async def _resubscribe(self) -> None:
+        """Consume again once the link is back (it re-declared the queues first)."""
+        delay = self._link.settings.reconnect_delay
+        while self._active and not self._closed:
+            try:
+                await self._subscribe(None)
+                log.info("AMQP consumer on %r subscribed again", self.queue)
+                return
+            except RelevoError as exc:
+                if self._link.ready.is_set():
+                    log.warning("AMQP consumer on %r cannot resubscribe: %s", self.queue, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self._link.settings.reconnect_max_delay)
+
+    # -- delivering ---------------------------------------------------------------
+
+    def _on_message(self, message: aiormq.abc.DeliveredMessage) -> None:
+        if message.channel is not self._channel:
+            return  # from a channel already given up; the broker redelivers it
+        deliver = message.delivery
+        tag: int = deliver.delivery_tag  # type: ignore[union-attr]
+        props = message.header.properties
+        self._order.append(tag)
+        headers, prior = read_headers(props)
+        if not self._active:  # arrived after cancel: give it back untouched
+            self._open[tag] = None
+            self._move(message, prior, None)
+        elif deliver.redelivered:  # type: ignore[union-attr]
+            self._open[tag] = None  # its last consumer died holding it: that was an attempt
+            self._move(message, prior + 1, (headers, prior + 2))
+        else:
+            delivery = Delivery(self, props.message_id or "", message.body, headers, prior + 1, message)
+            self._open[tag] = delivery
+            self._sink(delivery)
+
+    # -- settling -----------------------------------------------------------------
+
+    def settle(self, delivery: Delivery, outcome: Outcome) -> None:
+        message: aiormq.abc.DeliveredMessage = delivery.tag
+        tag: int = message.delivery.delivery_tag  # type: ignore[union-attr]
+        if self._open.get(tag) is not delivery:
+            return  # its channel is gone, or close() gave it back
+        if outcome is Outcome.ACK:
+            del self._open[tag]
+            self._to_ack.append(tag)
+            self._wake.set()
+        else:
+            self._open[tag] = None
+            attempts = delivery.attempts if outcome is Outcome.NACK else delivery.attempts - 1
+            self._move(message, attempts, None)
+
+    def _move(
+        self,
+        message: aiormq.abc.DeliveredMessage,
+        attempts: int,
+        fallback: tuple[Headers, int] | None,
+    ) -> None:
+        task = self.loop.create_task(self._republish(message, attempts, fallback))
+        self._moves.add(task)
+        task.add_done_callback(self._moves.discard)
+
+    async def _republish(
+        self,
+        message: aiormq.abc.DeliveredMessage,
+        attempts: int,
+        fallback: tuple[Headers, int] | None,
+    ) -> None:
+        """Publish a copy with `attempts`, then ack the original; if that fails, hand it back."""
+        channel = message.channel
+        tag: int = message.delivery.delivery_tag  # type: ignore[union-attr]
+        props = with_attempts(message.header.properties, attempts)
+        try:
+            await self._publisher.publish(
+                self.queue, [(props, message.body)], self.loop.time() + self._publish_timeout_s
+            )
+        except RelevoError as exc:
+            if channel is not self._channel or tag not in self._open:
+                return
+            if fallback is not None and self._active:
+                # Could not count the crash by copying (queue full?): deliver it as is.
+                headers, count = fallback
+                delivery = Delivery(self, message.header.properties.message_id or "",
+                                    message.body, headers, count, message)  # type: ignore[arg-type]
+                self._open[tag] = delivery
+                self._sink(delivery)
+                return
+            log.warning("AMQP queue %r: requeueing a message as is (%s)", self.queue, exc)
+            del self._open[tag]
+            self._sent.add(tag)
+            with contextlib.suppress(*_CHANNEL_ERRORS):
+                await channel.basic_nack(tag, requeue=True, wait=False)
+            self._wake.set()
+            return
+        if channel is self._channel and tag in self._open:
+            del self._open[tag]
+            self._to_ack.append(tag)
+            self._wake.set()
+
+    # -- flushing acks ------------------------------------------------------------
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await self._flush()
+
+    async def _flush(self) -> None:
+        channel = self._channel
+        if channel is None:
+            return
+        frames = self._collect_acks()
+        try:
+            for tag, multiple in frames:
+                await channel.basic_ack(tag, multiple=multiple, wait=False)
+        except _CHANNEL_ERRORS:
+            pass  # the channel died: the broker redelivers what it never saw acked
+
+    def _collect_acks(self) -> list[tuple[int, bool]]:
+        """Ack frames for the settled tags: one multiple ack for the run at the head."""
+        order, unsettled, sent = self._order, self._open, self._sent
+        last = 0
+        while order:
+            tag = order[0]
+            if tag in unsettled:
+                break
+            order.popleft()
+            if sent and tag in sent:
+                sent.discard(tag)
+            else:
+                last = tag
+        frames = [(last, True)] if last else []
+        if self._to_ack:
+            if order:
+                head = order[0]
+                for tag in self._to_ack:
+                    if tag > head:  # behind a delivery still in a handler: ack it alone
+                        frames.append((tag, False))
+                        sent.add(tag)
+            self._to_ack.clear()
+        return frames
+
+    # -- stopping -----------------------------------------------------------------
+
+    async def cancel(self) -> None:
+        if not self._active:
+            return
+        self._active = False
+        if self._resubscribing is not None:
+            self._resubscribing.cancel()
+        channel, tag = self._channel, self._consumer_tag
+        if channel is not None and tag is not None and not channel.is_closed:
+            with contextlib.suppress(*_CHANNEL_ERRORS, TimeoutError):
+                await channel.basic_cancel(tag, timeout=self._publish_timeout_s)
+
+    async def close(self) -> None:
+        """Stop consuming, finish moving copies, send every ack, then give back the rest.
+
+        Closing the channel returns the unacked deliveries to the queue; the broker marks
+        them redelivered, so their next delivery counts one attempt more.
+        """
+        if self._closed:
+            return
+        await self.cancel()
+        self._closed = True
+        if self._moves:
+            await asyncio.gather(*list(self._moves), return_exceptions=True)
+        await self._flush()
+        channel = self._channel
+        self._reset(None)
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+        if channel is not None and not channel.is_closed:
+            with contextlib.suppress(*_CHANNEL_ERRORS, TimeoutError):
+                await channel.close()
+        self._on_closed(self)
+
+    def connection_lost(self) -> None:
+        """The link saw the connection drop; the channel's own close callback may come later."""
+        channel = self._channel
+        if channel is not None:
+            self._channel_lost(channel)
