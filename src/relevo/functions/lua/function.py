@@ -1,0 +1,112 @@
+"""`function.lua`: a Lua handler run in-process on lupa (Lua 5.4), one Lua state per worker.
+
+Each concurrent call gets a state of its own from a pool (at most `workers` kept idle), so
+Lua globals are never shared between calls running at the same time; a state lives on
+across calls, so a worker's caches and counters persist. Handler code runs on the event
+loop thread until it yields (time.sleep, queue.publish, queue.info), and the wait is
+awaited on the loop, which is how N workers overlap their I/O. See docs/functions/lua.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import Any
+
+from relevo.errors import RelevoError
+from relevo.functions.base import Handler
+from relevo.functions.lua.errors import LuaError, LuaLoadError
+from relevo.functions.lua.settings import LuaSettings
+from relevo.functions.lua.state import Limits, LuaState, Source
+
+
+class LuaFunction:
+    """The Function protocol for Lua; `handler` settles by DESIGN §3.
+
+    `return nil, err` and `return false, err` give a LuaHandlerError instance (nack with
+    `err` as reason), `return false` gives False (nack), `error(...)` raises LuaError
+    ("handler.lua:12: ..."), a limit raises LuaLimitExceeded; anything else acks and is
+    returned converted to Python.
+    """
+
+    def __init__(self, entry_id: str, settings: LuaSettings, workers: int) -> None:
+        self.entry_id = entry_id
+        self.settings = settings
+        self.workers = max(1, workers)
+        self.log = logging.getLogger(f"relevo.lua.{entry_id}")
+        self.limits = Limits(
+            timeout_s=settings.timeout,
+            max_blocking_s=settings.max_blocking,
+            max_instructions=settings.max_instructions,
+            memory_limit=settings.memory_limit,
+        )
+        self._source: Source | None = None
+        self._idle: list[LuaState] = []
+        self._closed = False
+
+    @property
+    def path(self) -> str:
+        return source_path(self.settings.source)
+
+    async def load(self) -> None:
+        path = self.path
+        try:
+            text = await asyncio.to_thread(_read, path)
+        except OSError as exc:
+            raise LuaLoadError(f"{self.entry_id}: cannot read Lua source {path}: {exc}") from exc
+        self._source = Source(
+            entry_id=self.entry_id,
+            path=path,
+            chunkname="@" + os.path.basename(path),
+            text=text,
+            method=self.settings.method,
+            modules=list(self.settings.modules),
+        )
+        self._closed = False
+        self._idle = [self._new_state()]  # compiles and runs the chunk: errors surface now
+
+    async def close(self) -> None:
+        self._closed = True
+        for state in self._idle:
+            state.close()
+        self._idle.clear()
+
+    @property
+    def handler(self) -> Handler:
+        return self._call
+
+    def _new_state(self) -> LuaState:
+        if self._source is None:
+            raise RelevoError(f"{self.entry_id}: Lua function used before load()")
+        return LuaState(self._source, self.limits, self.log)
+
+    async def _call(self, payload: Any) -> Any:
+        idle = self._idle
+        state = idle.pop() if idle else self._new_state()
+        try:
+            return await state.call(payload)
+        except RelevoError:
+            raise
+        except (UnicodeDecodeError, RecursionError, TypeError) as exc:
+            raise LuaError(f"{self.path}: a value cannot leave Lua: {exc}") from exc
+        finally:
+            if state.broken or state.co is None or self._closed or len(idle) >= self.workers:
+                state.close()
+            else:
+                idle.append(state)
+
+    @property
+    def states_idle(self) -> int:
+        """Idle Lua states kept for the next calls (for tests and stats)."""
+        return len(self._idle)
+
+
+def source_path(source: str) -> str:
+    """`file:///abs/x.lua` -> `/abs/x.lua`; `file://rel/x.lua` -> `rel/x.lua`."""
+    return source.removeprefix("file://")
+
+
+def _read(path: str) -> str:
+    with open(path, encoding="utf-8") as handle:
+        return handle.read()
