@@ -1,0 +1,4 @@
+local function handler(body)
+  return body +
+end
+return handler
