@@ -125,6 +125,8 @@ class LuaState:
             return out[2]
         if code == _RETURNED:
             raise LuaLoadError(f"{source.path}: {out[3] if out[1] >= 2 else 'no handler'}")
+        if code == _RAISED and out[1] == _MEMORY:
+            raise LuaLoadError(f"{source.path}: memory_limit exceeded while loading")
         if code in (_RAISED, _KILLED):
             raise LuaLoadError(f"{source.path}: {self._text(out[1])}")
         raise LuaLoadError(f"{source.path}: the chunk cannot wait (yield) while loading")
