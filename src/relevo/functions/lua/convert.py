@@ -17,7 +17,8 @@ from typing import Any
 
 import lupa.lua54 as lupa_lua
 
-_SCALARS = frozenset({str, int, float, bool, bytes, type(None)})
+_PLAIN = frozenset({str, int, float, bool, bytes})
+_SCALARS = _PLAIN | {type(None)}
 
 
 class Converter:
@@ -37,6 +38,11 @@ class Converter:
         if kind in _SCALARS:
             return value
         if kind is dict:
+            for item in value.values():
+                if type(item) not in _PLAIN:
+                    break
+            else:  # flat and without None: lupa copies it in one go
+                return self._table_from(value)
             to_lua = self.to_lua
             return self._table_from(
                 {key: to_lua(item) for key, item in value.items() if item is not None}

@@ -18,7 +18,7 @@ from relevo.errors import RelevoError
 from relevo.functions.base import Handler
 from relevo.functions.lua.errors import LuaError, LuaLoadError
 from relevo.functions.lua.settings import LuaSettings
-from relevo.functions.lua.state import Limits, LuaState, Source
+from relevo.functions.lua.state import ACK, WAIT, YIELD, Limits, LuaState, Source
 
 
 class LuaFunction:
@@ -85,7 +85,15 @@ class LuaFunction:
         idle = self._idle
         state = idle.pop() if idle else self._new_state()
         try:
-            return await state.call(payload)
+            out = state.start(payload)
+            code = out[0]
+            if code == ACK:  # the hot path: no wait, no second coroutine
+                value = out[1]
+                return value if type(value) is not state.table_type else state.convert.from_lua(
+                    value)
+            if code in (WAIT, YIELD):
+                return await state.run(out)
+            return state.settlement(out)
         except RelevoError:
             raise
         except (UnicodeDecodeError, RecursionError, TypeError) as exc:

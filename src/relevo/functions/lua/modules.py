@@ -36,12 +36,13 @@ class Host:
         self.modules = modules
         self.convert: Converter  # set once the bootstrap has returned its helpers
 
-    def table(self, runtime: Any, hook_every: int) -> Any:
+    def table(self, runtime: Any, limits: dict[str, Any]) -> Any:
+        """`limits`: hook_every, max_blocking, max_blocking_label, timeout_label."""
         return runtime.table_from(
             {
+                **limits,
                 "monotonic": time.monotonic,
                 "wall": time.time,
-                "hook_every": hook_every,
                 "modules": runtime.table_from(self.modules),
                 "log": self.log_line,
                 "json_decode": self.json_decode,

@@ -8,14 +8,21 @@ upvalues, out of reach without `debug`).
 
 Protocol. A handler runs inside a worker coroutine that loops forever, so one call costs
 one `resume`, not a new coroutine. Python holds a stepper bound to it;
-`step(deadline, label, budget, ...)` resumes it and reports what happened, code first:
+`step(call_deadline, budget, ...)` resumes it and reports what happened, code first:
 
-    0, n, results...     the handler returned n values
+    0, value             the handler returned: ack (value is its first result, or nil)
+    6, err               it returned `nil, err` or `false, err`: nack with err
+    7, false             it returned `false`: nack
     1, op, args...       a module asked Python to wait (sleep, publish, info)
     2, n                 a bare coroutine.yield(): let the event loop breathe, resume
     3, err, traceback    the handler raised
     4, message           a limit was hit (the state must be dropped)
     5, n, results...     the coroutine's function returned (only the chunk at load)
+
+Deadlines. `step(call_deadline, budget, ...)` sets the call's deadline and instruction
+budget (nil keeps them, on later resumes). The `max_blocking` slice of each resume starts
+at the hook's first check after it, so Python never reads the clock on the hot path;
+that check comes within HOOK_EVERY instructions, the same granularity as the budget.
 """
 
 from __future__ import annotations
@@ -34,6 +41,8 @@ local real_load, real_collectgarbage = load, collectgarbage
 
 local monotonic = host.monotonic
 local HOOK_EVERY = host.hook_every        -- instructions between limit checks; 0 = no limits
+local SLICE = host.max_blocking           -- seconds of Lua per resume, or nil
+local SLICE_LABEL, TIMEOUT_LABEL = host.max_blocking_label, host.timeout_label
 
 local REQ = setmetatable({}, {__name = "relevo.request", __metatable = false})
 local DONE = setmetatable({}, {__name = "relevo.done", __metatable = false})
@@ -47,18 +56,31 @@ local NULL = setmetatable({}, {
 -- Limits -------------------------------------------------------------------------------
 -- A count hook on every coroutine handler code runs in. Once a limit is hit the hook
 -- fires on every instruction, so no pcall/xpcall inside the handler can swallow it.
-local deadline, deadline_label, remaining, killed = math_huge, "time limit", math_huge, nil
+local call_deadline, slice_deadline, remaining, killed = math_huge, nil, math_huge, nil
+
+local function exceeded()
+  remaining = remaining - HOOK_EVERY
+  if remaining < 0 then return "max_instructions" end
+  if SLICE == nil and call_deadline == math_huge then return nil end
+  local now = monotonic()
+  if slice_deadline == nil and SLICE ~= nil then slice_deadline = now + SLICE end
+  if now > call_deadline and (slice_deadline == nil or call_deadline <= slice_deadline) then
+    return TIMEOUT_LABEL
+  end
+  if slice_deadline ~= nil and now > slice_deadline then return SLICE_LABEL end
+  return nil
+end
 
 local function hook()
   if killed == nil then
-    remaining = remaining - HOOK_EVERY
-    if remaining >= 0 and (deadline == math_huge or monotonic() <= deadline) then return end
+    local what = exceeded()
+    if what == nil then return end
     local info = debug_getinfo(2, "Sl")
     local where = ""
     if info and info.currentline and info.currentline > 0 then
       where = info.short_src .. ":" .. info.currentline .. ": "
     end
-    killed = where .. (remaining < 0 and "max_instructions" or deadline_label) .. " exceeded"
+    killed = where .. what .. " exceeded"
   end
   debug_sethook(co_running(), hook, "", 1)
   error(killed, 0)
@@ -200,10 +222,18 @@ function env.require(name)
 end
 
 -- Driving -----------------------------------------------------------------------------
+local function done(first, second)
+  if first == nil or first == false then
+    if second ~= nil then return 6, second end
+    if first == false then return 7, false end
+  end
+  return 0, first
+end
+
 local function finish(co, ok, ...)
   if ok then
     local first = ...
-    if first == DONE then return 0, select("#", ...) - 1, select(2, ...) end
+    if first == DONE then return done(select(2, ...)) end
     if first == REQ then return 1, select(2, ...) end
     if co_status(co) == "dead" then return 5, select("#", ...), ... end
     return 2, select("#", ...)
@@ -215,8 +245,9 @@ end
 -- Coroutines never reach Python (lupa would hand them back as functions): Python holds
 -- a stepper closure bound to one coroutine instead.
 local function stepper(co)
-  return function(dl, label, budget, ...)
-    deadline, deadline_label = dl, label
+  return function(dl, budget, ...)
+    slice_deadline = nil
+    if dl ~= nil then call_deadline = dl end
     if budget ~= nil then remaining = budget end
     return finish(co, co_resume(co, ...))
   end

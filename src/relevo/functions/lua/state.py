@@ -1,6 +1,6 @@
 """One Lua state: a sandboxed interpreter holding one copy of the handler, used by one call
-at a time. Its call loop resumes the handler's coroutine on the event loop and awaits, on
-the loop, whatever the handler yields (sleep, publish, info)."""
+at a time. A call resumes the handler's coroutine on the event loop (`start`); whatever the
+handler then yields (sleep, publish, info) is awaited on the loop (`run`)."""
 
 from __future__ import annotations
 
@@ -19,9 +19,10 @@ from relevo.functions.lua.modules import Host, serve
 from relevo.functions.lua.sandbox import BOOTSTRAP
 
 HOOK_EVERY = 10_000
-"""Instructions between two limit checks: the granularity of `max_instructions`."""
+"""Instructions between two limit checks: the granularity of every limit."""
 
-_DONE, _WAIT, _YIELD, _RAISED, _KILLED, _RETURNED = 0, 1, 2, 3, 4, 5
+# Codes of the step protocol (sandbox.py).
+ACK, WAIT, YIELD, RAISED, KILLED, RETURNED, NACK_ERR, NACK = 0, 1, 2, 3, 4, 5, 6, 7
 _MEMORY = "not enough memory"
 
 
@@ -41,6 +42,14 @@ class Limits:
             or self.max_blocking_s is not None
             or self.max_instructions is not None
         )
+
+    def for_lua(self) -> dict[str, Any]:
+        return {
+            "hook_every": HOOK_EVERY if self.hooked else 0,
+            "max_blocking": self.max_blocking_s,
+            "max_blocking_label": f"max_blocking ({self.max_blocking_s or 0:g}s without yielding)",
+            "timeout_label": f"timeout ({self.timeout_s or 0:g}s)",
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,28 +72,23 @@ class LuaState:
     """A sandboxed lupa runtime with the handler loaded and a reusable worker coroutine."""
 
     __slots__ = (
-        "_blocking_label",
-        "_convert",
         "_limits",
         "_source",
-        "_timeout_label",
         "_worker",
         "broken",
         "co",
+        "convert",
+        "deadline",
         "handler_fn",
         "runtime",
+        "table_type",
     )
 
     def __init__(self, source: Source, limits: Limits, log: logging.Logger) -> None:
         self._source = source
         self._limits = limits
         self.broken = False  # a limit was hit: globals may be half-updated; drop the state
-        self._timeout_label = f"timeout ({limits.timeout_s:g}s)" if limits.timeout_s else ""
-        self._blocking_label = (
-            f"max_blocking ({limits.max_blocking_s:g}s without yielding)"
-            if limits.max_blocking_s
-            else ""
-        )
+        self.deadline = math.inf  # of the current call (monotonic clock)
         options: dict[str, Any] = {
             "unpack_returned_tuples": True,
             "register_eval": False,
@@ -97,115 +101,114 @@ class LuaState:
             self.runtime = lupa_lua.LuaRuntime(**options)
             self.runtime.set_overflow_handler(float)
             host = Host(log, source.modules)
-            boot_fn = self.runtime.execute(BOOTSTRAP, host.table(self.runtime, self._hook_every()))
+            exported = self.runtime.execute(BOOTSTRAP, host.table(self.runtime, limits.for_lua()))
         except lupa_lua.LuaMemoryError as exc:
             raise LuaLoadError(
                 f"{source.path}: memory_limit {limits.memory_limit} is too small for a Lua state"
             ) from exc
-        self._worker, boot, describe, new_array, null = boot_fn
-        self._convert = host.convert = Converter(self.runtime, describe, new_array, null)
+        self._worker, boot, describe, new_array, null = exported
+        self.convert = host.convert = Converter(self.runtime, describe, new_array, null)
+        self.table_type = self.convert.table_type
         self.handler_fn = self._boot(boot)
         self.co: Any = self._worker(self.handler_fn)
 
-    def _hook_every(self) -> int:
-        return HOOK_EVERY if self._limits.hooked else 0
-
     def _boot(self, boot: Any) -> Any:
-        source = self._source
+        source, limits = self._source, self._limits
         loaded = boot(source.text, source.chunkname, source.method)
         if type(loaded) is tuple:  # nil, syntax error
             raise LuaLoadError(f"{source.path}: {loaded[1]}")
-        deadline, label = self._deadline(math.inf)
         try:
-            out = loaded(deadline, label, self._limits.max_instructions)
+            out = loaded(self._call_deadline(), limits.max_instructions or math.inf)
         except lupa_lua.LuaMemoryError as exc:
             raise LuaLoadError(f"{source.path}: memory_limit exceeded while loading") from exc
         code = out[0]
-        if code == _RETURNED and out[1] >= 1 and out[2] is not None:
+        if code == RETURNED and out[1] >= 1 and out[2] is not None:
             return out[2]
-        if code == _RETURNED:
+        if code == RETURNED:
             raise LuaLoadError(f"{source.path}: {out[3] if out[1] >= 2 else 'no handler'}")
-        if code == _RAISED and out[1] == _MEMORY:
+        if code == RAISED and out[1] == _MEMORY:
             raise LuaLoadError(f"{source.path}: memory_limit exceeded while loading")
-        if code in (_RAISED, _KILLED):
+        if code in (RAISED, KILLED):
             raise LuaLoadError(f"{source.path}: {self._text(out[1])}")
         raise LuaLoadError(f"{source.path}: the chunk cannot wait (yield) while loading")
 
-    def _deadline(self, call_deadline: float) -> tuple[float, str]:
-        """The hook's deadline for the next run of Lua code, and which limit it enforces."""
-        blocking = self._limits.max_blocking_s
-        if blocking is not None:
-            slice_end = time.monotonic() + blocking
-            if slice_end < call_deadline:
-                return slice_end, self._blocking_label
-        return call_deadline, self._timeout_label
+    def _call_deadline(self) -> float:
+        timeout = self._limits.timeout_s
+        return math.inf if timeout is None else time.monotonic() + timeout
 
-    async def call(self, payload: Any) -> Any:
-        """Run the handler once; returns its settlement value (see LuaFunction.handler)."""
+    # -- calling -------------------------------------------------------------------------
+
+    def start(self, payload: Any) -> tuple[Any, ...]:
+        """Convert the payload and run the handler up to its first wait or its end."""
+        try:
+            arg = self.convert.to_lua(payload)
+        except (TypeError, RecursionError) as exc:
+            raise LuaError(f"{self._source.path}: the payload cannot enter Lua: {exc}") from None
         limits = self._limits
-        call_deadline = math.inf
-        if limits.timeout_s is not None:
-            call_deadline = time.monotonic() + limits.timeout_s
-        deadline, label = self._deadline(call_deadline)
-        budget = math.inf if limits.max_instructions is None else limits.max_instructions
+        try:
+            if limits.timeout_s is None and limits.max_instructions is None:
+                self.deadline = math.inf
+                return self.co(None, None, arg)  # type: ignore[no-any-return]
+            self.deadline = self._call_deadline()
+            budget = limits.max_instructions or math.inf
+            return self.co(self.deadline, budget, arg)  # type: ignore[no-any-return]
+        except lupa_lua.LuaMemoryError as exc:
+            self.broken = True
+            raise LuaLimitExceeded(f"{self._source.path}: memory_limit exceeded") from exc
+
+    async def run(self, out: tuple[Any, ...]) -> Any:
+        """Serve the handler's waits until it settles; `out` is what `start` returned."""
+        call_deadline = self.deadline
         finished = False
         try:
-            try:
-                arg = self._convert.to_lua(payload)
-            except (TypeError, RecursionError) as exc:
-                finished = True
-                path = self._source.path
-                raise LuaError(f"{path}: the payload cannot enter Lua: {exc}") from None
-            out = self.co(deadline, label, budget, arg)
             while True:
                 code = out[0]
-                if code == _DONE:
-                    finished = True
-                    return self._settlement(out)
-                if code == _WAIT:
+                if code == WAIT:
                     answer = await self._wait(out[1], out[2:], call_deadline)
-                elif code == _YIELD:
+                elif code == YIELD:
                     await asyncio.sleep(0)
                     answer = ()
-                elif code == _KILLED:
-                    self.broken = True
-                    raise LuaLimitExceeded(self._text(out[1]))
-                else:  # _RAISED (or the worker returned, which cannot happen)
-                    raise self._raised(out)
-                deadline, label = self._deadline(call_deadline)
-                out = self.co(deadline, label, None, *answer)
+                else:
+                    finished = True
+                    return self.settlement(out)
+                out = self.co(None, None, *answer)
         except lupa_lua.LuaMemoryError as exc:
             self.broken = True
             raise LuaLimitExceeded(f"{self._source.path}: memory_limit exceeded") from exc
         finally:
             if not finished:  # raised, cancelled or timed out mid-handler
-                self.co = self._worker(self.handler_fn) if not self.broken else None
+                self.co = None if self.broken else self._worker(self.handler_fn)
 
     async def _wait(self, op: str, args: tuple[Any, ...], call_deadline: float) -> tuple[Any, ...]:
         if call_deadline == math.inf:
-            return await serve(self._convert, op, args)
+            return await serve(self.convert, op, args)
         try:
             async with asyncio.timeout(max(0.0, call_deadline - time.monotonic())):
-                return await serve(self._convert, op, args)
+                return await serve(self.convert, op, args)
         except TimeoutError:
+            label = self._limits.for_lua()["timeout_label"]
             raise LuaLimitExceeded(
-                f"{self._source.path}: {self._timeout_label} exceeded while waiting in {op}"
+                f"{self._source.path}: {label} exceeded while waiting in {op}"
             ) from None
 
-    def _settlement(self, out: tuple[Any, ...]) -> Any:
-        count = out[1]
-        if count == 0:
-            return None
-        first = out[2]
-        if first is None or first is False:
-            err = out[3] if count >= 2 else None
-            if err is not None:
-                value = self._convert_safe(err)
-                return LuaHandlerError(value if isinstance(value, str) else repr(value), value)
-            return None if first is None else False
-        if type(first) is self._convert.table_type:
-            return self._convert.from_lua(first)
-        return first
+    def settlement(self, out: tuple[Any, ...]) -> Any:
+        """What the worker pool settles by (DESIGN §3); raises for errors and limits."""
+        code = out[0]
+        if code == ACK:
+            value = out[1]
+            return self.convert.from_lua(value) if type(value) is self.table_type else value
+        if code == NACK:
+            return False
+        if code == NACK_ERR:
+            value = self._convert_safe(out[1])
+            return LuaHandlerError(value if isinstance(value, str) else repr(value), value)
+        if code == KILLED:
+            self.broken = True
+            self.co = None
+            raise LuaLimitExceeded(self._text(out[1]))
+        error = self._raised(out)
+        self.co = None if self.broken else self._worker(self.handler_fn)  # that one died
+        raise error
 
     def _raised(self, out: tuple[Any, ...]) -> LuaError:
         value = out[1]
@@ -218,7 +221,7 @@ class LuaState:
 
     def _convert_safe(self, value: Any) -> Any:
         try:
-            return self._convert.from_lua(value)
+            return self.convert.from_lua(value)
         except (TypeError, RecursionError, UnicodeDecodeError):
             return str(value)
 
