@@ -1,4 +1,4 @@
-"""The AMQP driver against the shared contract and against a real RabbitMQ, plus what only it promises.
+"""The AMQP driver against the shared contract and a real RabbitMQ, plus what only it promises.
 
 Every test talks to the broker at 127.0.0.1:5672 (guest/guest); nothing is mocked.
 Queues get unique names and are deleted afterwards.
@@ -7,7 +7,7 @@ Queues get unique names and are deleted afterwards.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import aiormq
@@ -44,9 +44,8 @@ class QueueJanitor:
 
 
 @pytest.fixture
-def broker() -> Iterator[None]:
+def broker() -> None:
     require_service("RabbitMQ", HOST, PORT)
-    yield
 
 
 @pytest.fixture

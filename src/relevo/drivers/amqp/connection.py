@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import aio_pika
 import aiormq
@@ -25,13 +25,12 @@ from relevo.errors import DriverUnavailable
 
 log = logging.getLogger("relevo.drivers.amqp")
 
-CONNECT_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    TimeoutError,
-    ConnectionError,
+CONNECT_ERRORS = (
+    OSError,  # includes TimeoutError and ConnectionError
     aiormq.exceptions.AMQPError,
-    RuntimeError,  # aiormq raises it for a connection that closed while opening a channel
+    RuntimeError,  # aiormq's ChannelInvalidStateError, and "connection closed" on channel()
 )
+"""What a connection, channel or frame can fail with when the broker goes away."""
 
 
 def connection_url(settings: AmqpSettings) -> URL:
@@ -119,12 +118,12 @@ class AmqpLink:
             if not self.ready.is_set():
                 await asyncio.sleep(0)
 
-    async def channel(
-        self, deadline: float | None, *, confirms: bool
-    ) -> aiormq.abc.AbstractChannel:
+    async def channel(self, deadline: float | None, *, confirms: bool) -> aiormq.Channel:
+        """A new channel on the live connection (waiting for a reconnect up to `deadline`)."""
         connection = await self.wait_ready(deadline)
         async with asyncio.timeout_at(deadline):
-            return await connection.channel(publisher_confirms=confirms)
+            channel = await connection.channel(publisher_confirms=confirms)
+        return cast(aiormq.Channel, channel)
 
     async def _connect(self) -> None:
         properties: dict[str, Any] = {}

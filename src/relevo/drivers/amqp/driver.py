@@ -15,12 +15,12 @@ else. The pieces, one concept each:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import aiormq
-import aiormq.abc
 
 from relevo.drivers.amqp.connection import CONNECT_ERRORS, AmqpLink
 from relevo.drivers.amqp.headers import properties_for
@@ -44,7 +44,7 @@ class AmqpDriver:
         self.settings = settings or AmqpSettings()
         self._link = AmqpLink(self.settings, self._connection_lost, self._connection_restored)
         self._publisher = Publisher(self._link)
-        self._control: aiormq.abc.AbstractChannel | None = None
+        self._control: aiormq.Channel | None = None
         self._control_lock = asyncio.Lock()
         self._declared: dict[str, dict[str, Any]] = {}  # re-declared after a reconnect
         self._known: set[str] = set()  # queues seen to exist (declared here or elsewhere)
@@ -61,10 +61,8 @@ class AmqpDriver:
         await self._publisher.close()
         control, self._control = self._control, None
         if control is not None and not control.is_closed:
-            try:
+            with contextlib.suppress(*CONNECT_ERRORS):
                 await control.close()
-            except CONNECT_ERRORS:
-                pass
         await self._link.stop()
         self._known.clear()
 
@@ -76,7 +74,7 @@ class AmqpDriver:
 
     async def _connection_restored(self) -> None:
         """Re-declare every queue (a broker restart drops non-durable ones) before consuming."""
-        channel = await self._link.connection.channel(publisher_confirms=False)  # type: ignore[union-attr]
+        channel = await self._link.channel(None, confirms=False)
         for name, arguments in self._declared.items():
             await channel.queue_declare(name, **arguments)
         self._control = channel
@@ -92,7 +90,7 @@ class AmqpDriver:
         except aiormq.exceptions.ChannelPreconditionFailed as exc:
             self._control = None
             raise conflict_error(spec.name, _reply_text(exc)) from None
-        except (*CONNECT_ERRORS, TimeoutError) as exc:
+        except CONNECT_ERRORS as exc:
             self._control = None
             raise DriverUnavailable(f"cannot declare AMQP queue {spec.name!r}: {exc}") from exc
         self._declared[spec.name] = arguments
@@ -112,13 +110,13 @@ class AmqpDriver:
             self._control = None
             self._known.discard(queue)
             raise QueueNotFound(f"AMQP queue {queue!r} does not exist") from None
-        except (*CONNECT_ERRORS, TimeoutError) as exc:
+        except CONNECT_ERRORS as exc:
             self._control = None
             raise DriverUnavailable(f"cannot query AMQP queue {queue!r}: {exc}") from exc
         self._known.add(queue)
         return ok
 
-    async def _control_channel(self) -> aiormq.abc.AbstractChannel:
+    async def _control_channel(self) -> aiormq.Channel:
         """A channel for declares; a 404 or 406 closes it, so it is reopened on demand."""
         channel = self._control
         if channel is not None and not channel.is_closed:
@@ -129,7 +127,7 @@ class AmqpDriver:
                 deadline = asyncio.get_running_loop().time() + self.settings.connection_timeout
                 try:
                     channel = await self._link.channel(deadline, confirms=False)
-                except (*CONNECT_ERRORS, TimeoutError) as exc:
+                except CONNECT_ERRORS as exc:
                     raise DriverUnavailable(f"cannot open an AMQP channel: {exc}") from exc
                 self._control = channel
             return channel

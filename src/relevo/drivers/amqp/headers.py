@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import struct
 from datetime import UTC, datetime
+from typing import Any
 
 from pamqp import encode
 from pamqp.commands import Basic
@@ -44,13 +45,13 @@ class Properties(Basic.Properties):
     a `d` keeps the value exact, and every AMQP client reads it as a float.
     """
 
-    def encode_property(self, name: str, value: object) -> bytes:
+    def encode_property(self, name: str, value: Any) -> bytes:
         if name == "headers":
-            return encode_table(value)  # type: ignore[arg-type]
-        return super().encode_property(name, value)  # type: ignore[no-any-return]
+            return encode_table(value)
+        return super().encode_property(name, value)
 
 
-def encode_table(table: dict[str, object]) -> bytes:
+def encode_table(table: dict[str, Any]) -> bytes:
     """An AMQP field table; floats as doubles, everything else as pamqp writes it."""
     parts: list[bytes] = []
     for key, value in table.items():
@@ -75,7 +76,7 @@ def properties_for(envelope: Envelope, timestamp: datetime | None = None) -> Pro
         delivery_mode=PERSISTENT,
         timestamp=timestamp or datetime.now(UTC),
     )
-    table: dict[str, object] | None = None
+    table: dict[str, Any] | None = None
     if envelope.headers:
         for key, value in envelope.headers.items():
             prop = NEUTRAL_PROPERTIES.get(key)

@@ -10,13 +10,13 @@ retried until the publish deadline, then `QueueFull`, as the memory driver does.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 
 import aiormq
-import aiormq.abc
 from pamqp.commands import Basic
 
-from relevo.drivers.amqp.connection import AmqpLink
+from relevo.drivers.amqp.connection import CONNECT_ERRORS, AmqpLink
 from relevo.errors import DriverUnavailable, QueueFull, QueueNotFound
 
 _CONFIRMED, _RETURNED, _REFUSED, _LOST = range(4)
@@ -29,7 +29,7 @@ class Publisher:
 
     def __init__(self, link: AmqpLink) -> None:
         self._link = link
-        self._channel: aiormq.abc.AbstractChannel | None = None
+        self._channel: aiormq.Channel | None = None
         self._opening = asyncio.Lock()
 
     def reset(self) -> None:
@@ -39,12 +39,10 @@ class Publisher:
     async def close(self) -> None:
         channel, self._channel = self._channel, None
         if channel is not None and not channel.is_closed:
-            try:
+            with contextlib.suppress(*CONNECT_ERRORS):
                 await channel.close()
-            except (aiormq.exceptions.AMQPError, RuntimeError, OSError):
-                pass
 
-    async def channel(self, deadline: float | None) -> aiormq.abc.AbstractChannel:
+    async def channel(self, deadline: float | None) -> aiormq.Channel:
         channel = self._channel
         if channel is not None and not channel.is_closed:
             return channel
@@ -98,7 +96,7 @@ class Publisher:
 
     @staticmethod
     async def _one(
-        channel: aiormq.abc.AbstractChannel, queue: str, props: Basic.Properties, body: bytes
+        channel: aiormq.Channel, queue: str, props: Basic.Properties, body: bytes
     ) -> int:
         try:
             await channel.basic_publish(
@@ -108,7 +106,7 @@ class Publisher:
             return _RETURNED
         except aiormq.exceptions.DeliveryError:
             return _REFUSED
-        except (aiormq.exceptions.AMQPError, RuntimeError, OSError):
+        except CONNECT_ERRORS:
             return _LOST
         except asyncio.CancelledError:
             task = asyncio.current_task()

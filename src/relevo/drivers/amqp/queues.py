@@ -33,7 +33,7 @@ def queue_options(options: Mapping[str, Any]) -> AmqpQueueOptions:
 
 
 def declare_arguments(options: AmqpQueueOptions, settings: AmqpSettings) -> dict[str, Any]:
-    """Keyword arguments of `queue_declare`; driver-wide TTL and expiry fill in what the queue leaves unset."""
+    """Keyword arguments of `queue_declare`; driver-wide TTL and expiry fill in unset ones."""
     arguments: dict[str, Any] = {}
     ttl = options.message_ttl if options.message_ttl is not None else settings.default_message_ttl
     if ttl is not None:

@@ -35,7 +35,6 @@ from relevo.message import Delivery, Headers, Outcome
 
 log = logging.getLogger("relevo.drivers.amqp")
 
-_CHANNEL_ERRORS = (aiormq.exceptions.AMQPError, RuntimeError, OSError)
 
 
 class AmqpSubscription:
@@ -62,7 +61,7 @@ class AmqpSubscription:
         self._options = options
         self._publish_timeout_s = publish_timeout_s
         self._on_closed = on_closed
-        self._channel: aiormq.abc.AbstractChannel | None = None
+        self._channel: aiormq.Channel | None = None
         self._consumer_tag: str | None = None
         # Per channel: tags in delivery order until acked at the broker; the unsettled
         # ones (None while a copy is being published); settled tags waiting for the
@@ -104,16 +103,15 @@ class AmqpSubscription:
         except aiormq.exceptions.ChannelNotFoundEntity:
             self._channel = None
             raise QueueNotFound(f"AMQP queue {self.queue!r} does not exist") from None
-        except aiormq.exceptions.ChannelClosed as exc:
+        except CONNECT_ERRORS as exc:  # exclusive use elsewhere, or the link dropped
             self._channel = None
-            raise DriverUnavailable(f"cannot consume from AMQP queue {self.queue!r}: {exc}") from exc
-        except (*CONNECT_ERRORS, TimeoutError) as exc:
-            self._channel = None
-            raise DriverUnavailable(f"cannot consume from AMQP queue {self.queue!r}: {exc}") from exc
+            raise DriverUnavailable(
+                f"cannot consume from AMQP queue {self.queue!r}: {exc}"
+            ) from exc
         self._consumer_tag = ok.consumer_tag
         channel.closing.add_done_callback(lambda _: self._channel_lost(channel))
 
-    def _reset(self, channel: aiormq.abc.AbstractChannel | None) -> None:
+    def _reset(self, channel: aiormq.Channel | None) -> None:
         """Forget the previous channel: its deliveries died with it and the broker redelivers them.
 
         Each is claimed, so a handler still holding one cannot ack it on a dead channel.
@@ -127,13 +125,13 @@ class AmqpSubscription:
         self._to_ack.clear()
         self._sent.clear()
 
-    def _channel_lost(self, channel: aiormq.abc.AbstractChannel) -> None:
+    def _channel_lost(self, channel: aiormq.Channel) -> None:
         if channel is not self._channel:
             return
         self._reset(None)
-        if self._active and not self._closed:
-            if self._resubscribing is None or self._resubscribing.done():
-                self._resubscribing = self.loop.create_task(self._resubscribe())
+        resubscribing = self._resubscribing
+        if self._active and not self._closed and (resubscribing is None or resubscribing.done()):
+            self._resubscribing = self.loop.create_task(self._resubscribe())
 
     async def _resubscribe(self) -> None:
         """Consume again once the link is back (it re-declared the queues first)."""
@@ -151,11 +149,11 @@ class AmqpSubscription:
 
     # -- delivering ---------------------------------------------------------------
 
-    def _on_message(self, message: aiormq.abc.DeliveredMessage) -> None:
+    async def _on_message(self, message: aiormq.abc.DeliveredMessage) -> None:
         if message.channel is not self._channel:
             return  # from a channel already given up; the broker redelivers it
         deliver = message.delivery
-        tag: int = deliver.delivery_tag  # type: ignore[union-attr]
+        tag = _tag(message)
         props = message.header.properties
         self._order.append(tag)
         headers, prior = read_headers(props)
@@ -166,7 +164,9 @@ class AmqpSubscription:
             self._open[tag] = None  # its last consumer died holding it: that was an attempt
             self._move(message, prior + 1, (headers, prior + 2))
         else:
-            delivery = Delivery(self, props.message_id or "", message.body, headers, prior + 1, message)
+            delivery = Delivery(
+                self, props.message_id or "", message.body, headers, prior + 1, message
+            )
             self._open[tag] = delivery
             self._sink(delivery)
 
@@ -174,7 +174,7 @@ class AmqpSubscription:
 
     def settle(self, delivery: Delivery, outcome: Outcome) -> None:
         message: aiormq.abc.DeliveredMessage = delivery.tag
-        tag: int = message.delivery.delivery_tag  # type: ignore[union-attr]
+        tag = _tag(message)
         if self._open.get(tag) is not delivery:
             return  # its channel is gone, or close() gave it back
         if outcome is Outcome.ACK:
@@ -204,7 +204,7 @@ class AmqpSubscription:
     ) -> None:
         """Publish a copy with `attempts`, then ack the original; if that fails, hand it back."""
         channel = message.channel
-        tag: int = message.delivery.delivery_tag  # type: ignore[union-attr]
+        tag = _tag(message)
         props = with_attempts(message.header.properties, attempts)
         try:
             await self._publisher.publish(
@@ -217,14 +217,14 @@ class AmqpSubscription:
                 # Could not count the crash by copying (queue full?): deliver it as is.
                 headers, count = fallback
                 delivery = Delivery(self, message.header.properties.message_id or "",
-                                    message.body, headers, count, message)  # type: ignore[arg-type]
+                                    message.body, headers, count, message)
                 self._open[tag] = delivery
                 self._sink(delivery)
                 return
             log.warning("AMQP queue %r: requeueing a message as is (%s)", self.queue, exc)
             del self._open[tag]
             self._sent.add(tag)
-            with contextlib.suppress(*_CHANNEL_ERRORS):
+            with contextlib.suppress(*CONNECT_ERRORS):
                 await channel.basic_nack(tag, requeue=True, wait=False)
             self._wake.set()
             return
@@ -249,7 +249,7 @@ class AmqpSubscription:
         try:
             for tag, multiple in frames:
                 await channel.basic_ack(tag, multiple=multiple, wait=False)
-        except _CHANNEL_ERRORS:
+        except CONNECT_ERRORS:
             pass  # the channel died: the broker redelivers what it never saw acked
 
     def _collect_acks(self) -> list[tuple[int, bool]]:
@@ -286,7 +286,7 @@ class AmqpSubscription:
             self._resubscribing.cancel()
         channel, tag = self._channel, self._consumer_tag
         if channel is not None and tag is not None and not channel.is_closed:
-            with contextlib.suppress(*_CHANNEL_ERRORS, TimeoutError):
+            with contextlib.suppress(*CONNECT_ERRORS):
                 await channel.basic_cancel(tag, timeout=self._publish_timeout_s)
 
     async def close(self) -> None:
@@ -309,7 +309,7 @@ class AmqpSubscription:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._flusher
         if channel is not None and not channel.is_closed:
-            with contextlib.suppress(*_CHANNEL_ERRORS, TimeoutError):
+            with contextlib.suppress(*CONNECT_ERRORS):
                 await channel.close()
         self._on_closed(self)
 
@@ -318,3 +318,8 @@ class AmqpSubscription:
         channel = self._channel
         if channel is not None:
             self._channel_lost(channel)
+
+
+def _tag(message: aiormq.abc.DeliveredMessage) -> int:
+    """The delivery tag; consumers only ever get Basic.Deliver frames, which carry one."""
+    return message.delivery.delivery_tag  # type: ignore[union-attr,return-value]

@@ -1,0 +1,427 @@
+"""AMQP throughput: relevo's AMQP driver next to a raw aio-pika loop, and peers where installed.
+
+    .venv/bin/python -m benchmarks.bench_amqp [--messages 20000] [--skip-peers]
+
+One process, one consumer (concurrency 16, prefetch 200), small persistent messages,
+publisher confirms with 100 in flight. Every run measures the raw aio-pika baseline
+in the same process, so the ratios compare like with like on this machine. Peers
+(Dramatiq, Celery, FastStream) run only when importable, each on its own RabbitMQ
+broker class. Needs RabbitMQ at $RELEVO_AMQP_URL (default amqp://guest:guest@127.0.0.1:5672/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import aiormq
+
+from relevo.drivers.amqp.driver import AmqpDriver
+from relevo.drivers.amqp.settings import AmqpSettings
+from relevo.drivers.base import QueueSpec
+from relevo.message import Delivery, Envelope
+
+URL = os.environ.get("RELEVO_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+CONCURRENCY = 16
+PREFETCH = 200
+WINDOW = 100  # publisher confirms in flight
+BODY = b'{"id": "task-123", "action": "process", "n": 1}'
+
+
+@dataclass
+class Row:
+    name: str
+    publish: float | None  # messages per second, None when not measured
+    drain: float | None
+    note: str = ""
+
+
+def queue_name(tag: str) -> str:
+    return f"relevo-bench-{tag}-{uuid.uuid4().hex[:8]}"
+
+
+async def delete_queues(*names: str) -> None:
+    connection = await aiormq.connect(URL)
+    try:
+        channel = await connection.channel()
+        for name in names:
+            await channel.queue_delete(name)
+    finally:
+        await connection.close()
+
+
+def rate(count: int, started: float) -> float:
+    return count / (time.perf_counter() - started)
+
+
+# -- raw aio-pika: the baseline --------------------------------------------------------
+
+
+async def raw_aio_pika(count: int) -> Row:
+    name = queue_name("raw")
+    connection = await aio_pika.connect(URL)
+    try:
+        channel = await connection.channel(publisher_confirms=True)
+        await channel.declare_queue(name, durable=True)
+        exchange = channel.default_exchange
+        started = time.perf_counter()
+        for first in range(0, count, WINDOW):
+            await asyncio.gather(
+                *(
+                    exchange.publish(
+                        aio_pika.Message(
+                            BODY,
+                            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                            message_id=uuid.uuid4().hex,
+                        ),
+                        routing_key=name,
+                    )
+                    for _ in range(first, min(first + WINDOW, count))
+                )
+            )
+        published = rate(count, started)
+
+        consumer_channel = await connection.channel()
+        await consumer_channel.set_qos(prefetch_count=PREFETCH)
+        queue = await consumer_channel.get_queue(name)
+        done = asyncio.Event()
+        seen = 0
+
+        async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+            nonlocal seen
+            await message.ack()
+            seen += 1
+            if seen >= count:
+                done.set()
+
+        started = time.perf_counter()
+        await queue.consume(on_message)
+        await done.wait()
+        drained = rate(count, started)
+    finally:
+        await connection.close()
+        await delete_queues(name)
+    return Row("raw aio-pika (baseline)", published, drained)
+
+
+# -- relevo: the driver, directly and behind a 16-worker pool --------------------------
+
+
+async def relevo_driver(count: int) -> list[Row]:
+    name = queue_name("relevo")
+    driver = AmqpDriver(AmqpSettings(url=URL))
+    await driver.start()
+    rows = []
+    try:
+        await driver.declare(QueueSpec(name, {"durable": True}))
+        started = time.perf_counter()
+        for first in range(0, count, WINDOW):
+            size = min(WINDOW, count - first)
+            batch = [Envelope(uuid.uuid4().hex, BODY) for _ in range(size)]
+            await driver.publish(name, batch)
+        batch_rate = rate(count, started)
+
+        # The same volume again, one message per publish call, 100 publishers at once:
+        # what `app.publish` from many handlers looks like.
+        per_task = count // WINDOW
+
+        async def publisher() -> None:
+            for _ in range(per_task):
+                await driver.publish(name, [Envelope(uuid.uuid4().hex, BODY)])
+
+        started = time.perf_counter()
+        await asyncio.gather(*(publisher() for _ in range(WINDOW)))
+        single_rate = rate(per_task * WINDOW, started)
+        total = count + per_task * WINDOW
+
+        # Drain both rounds with 16 workers pulling from the prefetch buffer.
+        buffer: asyncio.Queue[Delivery] = asyncio.Queue()
+        done = asyncio.Event()
+        seen = 0
+
+        async def worker() -> None:
+            nonlocal seen
+            while True:
+                delivery = await buffer.get()
+                delivery.ack()
+                seen += 1
+                if seen >= total:
+                    done.set()
+
+        workers = [asyncio.create_task(worker()) for _ in range(CONCURRENCY)]
+        started = time.perf_counter()
+        sub = await driver.attach(name, buffer.put_nowait, PREFETCH, {})
+        await done.wait()
+        pool_rate = rate(total, started)
+        await sub.close()
+        for task in workers:
+            task.cancel()
+        rows.append(Row("relevo driver, 100 per publish call", batch_rate, pool_rate,
+                        "drain: 16 workers over the prefetch buffer"))
+        rows.append(Row("relevo driver, 1 per call x 100 tasks", single_rate, None))
+    finally:
+        await driver.stop()
+        await delete_queues(name)
+    return rows
+
+
+# -- relevo: the whole application path ------------------------------------------------
+
+_APP_YAML = """\
+version: "1.0"
+namespace: bench
+entries:
+  - name: broker
+    kind: queue.driver.amqp
+    url: "{url}"
+  - name: tasks
+    kind: queue.queue
+    driver: bench:broker
+    queue_name: {queue}
+  - name: handler
+    kind: function.python
+    handler: "benchmarks.bench_amqp:count_handler"
+  - name: worker
+    kind: queue.consumer
+    queue: bench:tasks
+    func: bench:handler
+    concurrency: {concurrency}
+    prefetch: {prefetch}
+"""
+
+_app_seen = 0
+_app_done: asyncio.Event | None = None
+_app_target = 0
+
+
+async def count_handler(body: Any) -> None:
+    """The benchmark's handler: counts, so the loop stops when every message is handled."""
+    global _app_seen
+    _app_seen += 1
+    if _app_seen >= _app_target and _app_done is not None:
+        _app_done.set()
+
+
+async def relevo_app(count: int) -> Row:
+    # The handler is imported by path, so under `python -m` it lives in a second copy
+    # of this module: keep the counter there.
+    import benchmarks.bench_amqp as handler_module
+
+    import relevo
+
+    name = queue_name("app")
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "bench.yaml"
+        path.write_text(_APP_YAML.format(url=URL, queue=name, concurrency=CONCURRENCY,
+                                         prefetch=PREFETCH))
+        app = relevo.load(path)
+        try:
+            async with app:
+                per_task = count // WINDOW
+                payload = {"id": "task-123", "action": "process", "n": 1}
+
+                async def publisher() -> None:
+                    for _ in range(per_task):
+                        await app.publish("bench:tasks", payload)
+
+                started = time.perf_counter()
+                await asyncio.gather(*(publisher() for _ in range(WINDOW)))
+                published = rate(per_task * WINDOW, started)
+                target = per_task * WINDOW
+                done = asyncio.Event()
+                handler_module._app_seen, handler_module._app_target = 0, target
+                handler_module._app_done = done
+                started = time.perf_counter()
+                await app.start("bench:worker")
+                await done.wait()
+                drained = rate(target, started)
+        finally:
+            await delete_queues(name)
+    return Row("relevo app (YAML, app.publish, handler)", published, drained,
+               "publish: 1 per call x 100 tasks")
+
+
+# -- peers, each only when importable --------------------------------------------------
+
+
+def _run_in_thread(fn: Callable[[], Row]) -> Awaitable[Row]:
+    return asyncio.to_thread(fn)
+
+
+def dramatiq_peer(count: int) -> Row:
+    import dramatiq
+    from dramatiq.brokers.rabbitmq import RabbitmqBroker
+
+    broker = RabbitmqBroker(url=URL, confirm_delivery=True)
+    dramatiq.set_broker(broker)
+    name = queue_name("dramatiq")
+    seen = 0
+    done = threading.Event()
+    lock = threading.Lock()
+
+    @dramatiq.actor(queue_name=name, max_retries=0)
+    def task(n: int) -> None:
+        nonlocal seen
+        with lock:
+            seen += 1
+            if seen >= count:
+                done.set()
+
+    started = time.perf_counter()
+    for i in range(count):
+        task.send(i)
+    published = rate(count, started)
+    worker = dramatiq.Worker(broker, worker_threads=CONCURRENCY, worker_timeout=100)
+    worker.queue_prefetch = PREFETCH
+    started = time.perf_counter()
+    worker.start()
+    done.wait(120)
+    drained = rate(count, started)
+    worker.stop()
+    broker.close()
+    asyncio.run(delete_queues(name, f"{name}.DQ", f"{name}.XQ"))
+    return Row("dramatiq RabbitmqBroker", published, drained,
+               "publish: 1 confirmed send at a time")
+
+
+async def faststream_peer(count: int) -> Row:
+    from faststream.rabbit import RabbitBroker, RabbitQueue
+
+    name = queue_name("faststream")
+    broker = RabbitBroker(URL, max_consumers=PREFETCH)
+    queue = RabbitQueue(name, durable=True)
+    done = asyncio.Event()
+    seen = 0
+
+    @broker.subscriber(queue)
+    async def handle(body: bytes) -> None:
+        nonlocal seen
+        seen += 1
+        if seen >= count:
+            done.set()
+
+    await broker.connect()
+    await broker.declare_queue(queue)
+    started = time.perf_counter()
+    for first in range(0, count, WINDOW):
+        await asyncio.gather(
+            *(broker.publish(BODY, queue=name, persist=True)
+              for _ in range(first, min(first + WINDOW, count)))
+        )
+    published = rate(count, started)
+    started = time.perf_counter()
+    await broker.start()
+    await done.wait()
+    drained = rate(count, started)
+    await broker.stop()
+    await delete_queues(name)
+    return Row("faststream RabbitBroker", published, drained, "publish: 100 in flight")
+
+
+def celery_peer(count: int) -> Row:
+    from celery import Celery
+
+    name = queue_name("celery")
+    app = Celery("relevo_bench", broker=URL.replace("amqp://", "pyamqp://"))
+    app.conf.update(
+        task_default_queue=name,
+        worker_prefetch_multiplier=PREFETCH // CONCURRENCY,
+        task_acks_late=True,
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+    )
+    seen = 0
+    done = threading.Event()
+    lock = threading.Lock()
+
+    @app.task(name="bench.count")
+    def task(n: int) -> None:
+        nonlocal seen
+        with lock:
+            seen += 1
+            if seen >= count:
+                done.set()
+
+    started = time.perf_counter()
+    with app.producer_or_acquire() as producer:
+        for i in range(count):
+            task.apply_async((i,), producer=producer)
+    published = rate(count, started)
+    worker = app.Worker(pool="threads", concurrency=CONCURRENCY, loglevel="ERROR",
+                        without_heartbeat=True, without_mingle=True, without_gossip=True,
+                        quiet=True)
+    thread = threading.Thread(target=worker.start, daemon=True)
+    started = time.perf_counter()
+    thread.start()
+    done.wait(120)
+    drained = rate(count, started)
+    with contextlib.suppress(Exception):
+        worker.stop()
+    asyncio.run(delete_queues(name))
+    return Row("celery (pyamqp, threads pool)", published, drained,
+               "publish: 1 send at a time, no confirms")
+
+
+# -- the table ------------------------------------------------------------------------
+
+
+def table(rows: list[Row], baseline: Row) -> str:
+    def cell(value: float | None) -> str:
+        return "-" if value is None else f"{value:,.0f}"
+
+    def ratio(value: float | None, base: float | None) -> str:
+        return "-" if value is None or not base else f"{value / base:.2f}x"
+
+    lines = [
+        f"{'':42} {'publish/s':>10} {'vs raw':>7} {'drain/s':>10} {'vs raw':>7}  note",
+        "-" * 100,
+    ]
+    for row in rows:
+        lines.append(
+            f"{row.name:42} {cell(row.publish):>10} {ratio(row.publish, baseline.publish):>7} "
+            f"{cell(row.drain):>10} {ratio(row.drain, baseline.drain):>7}  {row.note}"
+        )
+    return "\n".join(lines)
+
+
+async def main(count: int, skip_peers: bool) -> None:
+    print(textwrap.dedent(f"""\
+        AMQP benchmark: {count:,} messages of {len(BODY)} bytes, persistent, confirms
+        ({WINDOW} in flight); one consumer, concurrency {CONCURRENCY}, prefetch {PREFETCH}.
+        Python {sys.version.split()[0]}, aio-pika {aio_pika.__version__}, \
+        broker {URL.split("@")[-1]}
+        """))
+    baseline = await raw_aio_pika(count)
+    rows = [baseline, *await relevo_driver(count), await relevo_app(count)]
+    if not skip_peers:
+        for label, run in (
+            ("dramatiq", lambda: _run_in_thread(lambda: dramatiq_peer(count))),
+            ("faststream", lambda: faststream_peer(count)),
+            ("celery", lambda: _run_in_thread(lambda: celery_peer(count))),
+        ):
+            try:
+                rows.append(await run())
+            except ImportError:
+                print(f"({label} is not installed: skipped)")
+    print(table(rows, baseline))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=20_000)
+    parser.add_argument("--skip-peers", action="store_true")
+    args = parser.parse_args()
+    asyncio.run(main(args.messages, args.skip_peers))
