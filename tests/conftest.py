@@ -1,4 +1,4 @@
-"""Shared fixtures. Broker tests skip when their broker is down, except under CI, where they fail."""
+"""Shared fixtures. Broker tests skip when their broker is down; under CI they fail."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 
 async def wait_until(
@@ -13,6 +13,17 @@ async def wait_until(
     """Poll `predicate` until it holds; fail the test with `what` once the deadline passes."""
     deadline = time.monotonic() + timeout_s
     while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+        await asyncio.sleep(0.005)
+
+
+async def wait_until_async(
+    check: Callable[[], Awaitable[bool]], timeout_s: float = 5.0, what: str = "condition"
+) -> None:
+    """Like wait_until, for conditions that must be awaited (e.g. queue counts)."""
+    deadline = time.monotonic() + timeout_s
+    while not await check():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
         await asyncio.sleep(0.005)

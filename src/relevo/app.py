@@ -162,7 +162,8 @@ class App:
         for entry in self.registry.of_kind("queue.consumer"):
             workers[entry.settings.func] += entry.settings.concurrency
         for entry in self.registry.of_kind("function."):
-            function = FUNCTION_KINDS[entry.kind].create(entry.id, entry.settings, workers[entry.id])
+            kind = FUNCTION_KINDS[entry.kind]
+            function = kind.create(entry.id, entry.settings, workers[entry.id])
             functions[entry.id] = function
             services[entry.id] = _FunctionService(function)
         for entry in self.registry.of_kind("queue.consumer"):

@@ -19,7 +19,7 @@ from relevo.message import Delivery, Headers
 class Runtime(Protocol):
     """The part of a running app that handlers may use."""
 
-    loop: asyncio.AbstractEventLoop
+    loop: asyncio.AbstractEventLoop | None  # None until the app runs
 
     async def publish(self, queue_id: str, data: Any, headers: Headers | None = None) -> str: ...
 
@@ -56,9 +56,12 @@ def publish_sync(
 ) -> str:
     """Publish from a sync handler's thread; blocks until the message is stored."""
     app = runtime()
-    if app.loop.is_running() and _on_loop_thread(app.loop):
+    loop = app.loop
+    if loop is None:
+        raise RelevoError("the app is not running")
+    if _on_loop_thread(loop):
         raise RelevoError("publish_sync() would block the event loop; use `await relevo.publish`")
-    future = asyncio.run_coroutine_threadsafe(app.publish(queue_id, data, headers), app.loop)
+    future = asyncio.run_coroutine_threadsafe(app.publish(queue_id, data, headers), loop)
     return future.result(timeout_s)
 
 

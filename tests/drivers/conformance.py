@@ -239,7 +239,8 @@ class DriverConformance:
         got = sink.deliveries[0].headers
         for key, value in headers.items():
             assert key in got, key
-            assert got[key] == value and type(got[key]) is type(value), (key, got[key])
+            assert got[key] == value, key
+            assert type(got[key]) is type(value), (key, got[key])
         await sub.close()
 
     async def test_a_message_without_headers_has_an_empty_header_map(

@@ -55,7 +55,7 @@ async def test_a_nack_on_a_full_queue_never_drops_the_message(bounded: MemoryDri
     await bounded.publish("small", [envelope(1), envelope(2)])
     sink = Collector()
     sub = await bounded.attach("small", sink, 2, {})
-    for delivery in sink.deliveries:
+    for delivery in list(sink.deliveries):
         delivery.nack()
     assert (await bounded.info("small")).message_count == 2
     assert len(sink.deliveries) == 4

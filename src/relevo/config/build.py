@@ -90,8 +90,9 @@ def _load_document(
             continue
         if entry.id in entries:
             other = entries[entry.id]
+            first = f"{other.file}:{other.line}"
             issues.append(ConfigIssue(file, line, entry.id, "name",
-                                      f"duplicate entry ID; first defined at {other.file}:{other.line}"))
+                                      f"duplicate entry ID; first defined at {first}"))
             continue
         entries[entry.id] = entry
         raw_of[entry.id] = raw

@@ -8,7 +8,6 @@ import annotated_types
 from pydantic import BaseModel
 from pydantic_core import ErrorDetails
 
-
 _ENTRY_HEAD = {"name", "kind", "meta", "lifecycle"}  # accepted beside every kind's own fields
 
 

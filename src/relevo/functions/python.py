@@ -108,6 +108,6 @@ def _only_public_callable(
         and value.__module__ == module.__name__
     ]
     if len(own) == 1:
-        return own[0]
+        return str(own[0])
     raise fail("method", f"{path} defines no 'main' and {len(own)} public functions; "
                          "name the handler with 'method'")

@@ -21,7 +21,9 @@ class PythonSettings(StrictModel):
         if (self.handler is None) == (self.source is None):
             raise ValueError("give exactly one of 'handler' (\"pkg.module:callable\") or 'source'")
         if self.handler is not None and ":" not in self.handler:
-            raise ValueError(f"handler must look like 'package.module:callable', got {self.handler!r}")
+            raise ValueError(
+                f"handler must look like 'package.module:callable', got {self.handler!r}"
+            )
         if self.source is not None and not self.source.startswith("file://"):
             raise ValueError(f"source must be a file:// path, got {self.source!r}")
         return self

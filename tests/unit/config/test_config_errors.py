@@ -30,7 +30,8 @@ FUNC = "- name: f\n  kind: function.python\n  handler: json:dumps\n"
 def test_an_unknown_kind_lists_the_known_ones(tmp_path: Path) -> None:
     issue = only_issue(write_app(tmp_path, "- name: x\n  kind: queue.driver.kafka\n"))
     assert (issue.entry, issue.field, issue.line) == ("app:x", "kind", 5)
-    assert "queue.driver.amqp" in issue.message and "queue.driver.kafka" in issue.message
+    assert "queue.driver.amqp" in issue.message
+    assert "queue.driver.kafka" in issue.message
 
 
 def test_a_missing_required_field_is_named(tmp_path: Path) -> None:
@@ -50,13 +51,15 @@ def test_numbers_outside_their_range_name_the_range(
     consumer = f"- name: c\n  kind: queue.consumer\n  queue: q\n  func: f\n  {field}: {value}\n"
     issue = only_issue(write_app(tmp_path, MEMORY_DRIVER + QUEUE + FUNC + consumer))
     assert (issue.entry, issue.field, issue.line) == ("app:c", field, 16)
-    assert allowed in issue.message and str(value) in issue.message
+    assert allowed in issue.message
+    assert str(value) in issue.message
 
 
 def test_an_unknown_codec_lists_the_codecs(tmp_path: Path) -> None:
     issue = only_issue(write_app(tmp_path, MEMORY_DRIVER + QUEUE + "  codec: xml\n"))
     assert issue.field == "codec"
-    assert "json/plain" in issue.message and "application/msgpack" in issue.message
+    assert "json/plain" in issue.message
+    assert "application/msgpack" in issue.message
 
 
 def test_references_must_exist_and_be_of_the_right_kind(tmp_path: Path) -> None:
@@ -73,7 +76,9 @@ def test_a_dependency_cycle_is_shown_as_a_path(tmp_path: Path) -> None:
         "- name: b\n  kind: queue.driver.memory\n  lifecycle: {depends_on: [a]}\n"
     )
     issue = only_issue(write_app(tmp_path, entries))
-    assert "cycle" in issue.message and "app:a" in issue.message and "app:b" in issue.message
+    assert "cycle" in issue.message
+    assert "app:a" in issue.message
+    assert "app:b" in issue.message
 
 
 def test_an_unset_environment_variable_names_the_entry_and_field(
@@ -90,13 +95,15 @@ def test_duplicate_ids_across_files_name_the_first_definition(tmp_path: Path) ->
     write_app(tmp_path / "one", MEMORY_DRIVER)
     write_app(tmp_path / "two", MEMORY_DRIVER)
     issue = only_issue(tmp_path)
-    assert issue.entry == "app:mem" and "duplicate" in issue.message
+    assert issue.entry == "app:mem"
+    assert "duplicate" in issue.message
     assert str(tmp_path / "one" / "app.yaml") in issue.message
 
 
 def test_unknown_fields_are_errors_that_list_the_allowed_ones(tmp_path: Path) -> None:
     issue = only_issue(write_app(tmp_path, MEMORY_DRIVER + "  concurency: 3\n"))
-    assert issue.field == "concurency" and "publish_timeout" in issue.message
+    assert issue.field == "concurency"
+    assert "publish_timeout" in issue.message
 
 
 def test_driver_options_are_checked_against_the_queues_driver(tmp_path: Path) -> None:
@@ -116,20 +123,24 @@ def test_every_problem_is_reported_at_once_and_str_lists_them(tmp_path: Path) ->
         load_registry(write_app(tmp_path, entries))
     text = str(caught.value)
     assert text.startswith("3 config errors:")
-    assert "app.yaml:5: app:x: kind:" in text and "app:c: concurrency:" in text
+    assert "app.yaml:5: app:x: kind:" in text
+    assert "app:c: concurrency:" in text
 
 
 def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text('version: "1.0"\nnamespace: app\nentries:\n  - name: [unclosed\n')
     issue = only_issue(path)
-    assert issue.file == str(path) and issue.line is not None and "invalid YAML" in issue.message
+    assert issue.file == str(path)
+    assert issue.line is not None
+    assert "invalid YAML" in issue.message
 
 
 def test_a_missing_source_file_is_reported(tmp_path: Path) -> None:
     entries = "- name: f\n  kind: function.lua\n  source: file://missing.lua\n"
     issue = only_issue(write_app(tmp_path, entries))
-    assert issue.field == "source" and str(tmp_path / "missing.lua") in issue.message
+    assert issue.field == "source"
+    assert str(tmp_path / "missing.lua") in issue.message
 
 
 def test_a_path_that_does_not_exist_is_a_config_error(tmp_path: Path) -> None:
