@@ -69,13 +69,16 @@ async def test_an_error_table_is_kept_as_the_nack_value(make_lua: MakeLua) -> No
     assert result.value == {"code": 7, "why": "busy"}
 
 
-async def test_error_raises_with_the_lua_file_and_line(make_lua: MakeLua) -> None:
+@pytest.mark.parametrize("modules", [["time"], []], ids=["coroutine", "direct"])
+async def test_error_raises_with_the_lua_file_and_line(
+    make_lua: MakeLua, modules: list[str]
+) -> None:
     fn = await make_lua("""\
         local function inner(x)
           error("boom " .. x)
         end
         return function(body) inner(body) end
-        """)
+        """, modules=modules)
     with pytest.raises(LuaError, match=r"^handler0\.lua:2: boom 5$") as caught:
         await handle(fn, 5)
     assert isinstance(caught.value, RelevoError)
@@ -90,7 +93,10 @@ async def test_an_error_object_that_is_a_table_is_carried(make_lua: MakeLua) -> 
     assert "handler0.lua" in str(caught.value)
 
 
-async def test_a_worker_state_survives_a_handler_error(make_lua: MakeLua) -> None:
+@pytest.mark.parametrize("modules", [["time"], []], ids=["coroutine", "direct"])
+async def test_a_worker_state_survives_a_handler_error(
+    make_lua: MakeLua, modules: list[str]
+) -> None:
     fn = await make_lua("""\
         local calls = 0
         return function(body)
@@ -98,7 +104,7 @@ async def test_a_worker_state_survives_a_handler_error(make_lua: MakeLua) -> Non
           if body == "fail" then error("asked to fail") end
           return calls
         end
-        """, workers=1)
+        """, modules=modules, workers=1)
     assert await handle(fn, "ok") == 1
     with pytest.raises(LuaError):
         await handle(fn, "fail")

@@ -87,6 +87,13 @@ async def test_collectgarbage_is_limited_to_count(make_lua: MakeLua) -> None:
 
 # limits ----------------------------------------------------------------------------------
 
+# A handler that can wait runs as a coroutine; one that cannot is called directly. Both
+# must be stopped the same way.
+BOTH_MODES = pytest.mark.parametrize(
+    "modules", [["json", "logger", "queue", "time"], ["json", "logger"]],
+    ids=["coroutine", "direct"],
+)
+
 RUNAWAY = """\
 local calls = 0
 return function(kind)
@@ -101,10 +108,11 @@ end
 """
 
 
+@BOTH_MODES
 async def test_a_runaway_loop_is_stopped_by_max_blocking_and_the_state_replaced(
-    make_lua: MakeLua,
+    make_lua: MakeLua, modules: list[str],
 ) -> None:
-    fn = await make_lua(RUNAWAY, workers=1, max_blocking="50ms")
+    fn = await make_lua(RUNAWAY, modules=modules, workers=1, max_blocking="50ms")
     assert await handle(fn, "ok") == 1
     started = time.monotonic()
     with pytest.raises(LuaLimitExceeded, match=r"handler0\.lua:5: max_blocking \(0\.05s"):
@@ -113,28 +121,32 @@ async def test_a_runaway_loop_is_stopped_by_max_blocking_and_the_state_replaced(
     assert await handle(fn, "ok") == 1  # a fresh state: the counter started over
 
 
-async def test_pcall_cannot_swallow_a_limit(make_lua: MakeLua) -> None:
-    fn = await make_lua(RUNAWAY, max_blocking="50ms")
+@BOTH_MODES
+async def test_pcall_cannot_swallow_a_limit(make_lua: MakeLua, modules: list[str]) -> None:
+    fn = await make_lua(RUNAWAY, modules=modules, max_blocking="50ms")
     with pytest.raises(LuaLimitExceeded, match="max_blocking"):
         await handle(fn, "stubborn")
 
 
-async def test_max_instructions_stops_a_loop(make_lua: MakeLua) -> None:
-    fn = await make_lua(RUNAWAY, max_instructions=100_000, max_blocking=None)
+@BOTH_MODES
+async def test_max_instructions_stops_a_loop(make_lua: MakeLua, modules: list[str]) -> None:
+    fn = await make_lua(RUNAWAY, modules=modules, max_instructions=100_000, max_blocking=None)
     with pytest.raises(LuaLimitExceeded, match="max_instructions exceeded"):
         await handle(fn, "spin")
 
 
-async def test_max_instructions_counts_per_call(make_lua: MakeLua) -> None:
+@BOTH_MODES
+async def test_max_instructions_counts_per_call(make_lua: MakeLua, modules: list[str]) -> None:
     fn = await make_lua("""\
         return function(n) local x = 0 for i = 1, n do x = x + i end return x end
-        """, max_instructions=200_000, workers=1)
+        """, modules=modules, max_instructions=200_000, workers=1)
     for _ in range(50):  # 50 calls of ~40k instructions each: far over 200k in total
         assert await handle(fn, 10_000) == 50_005_000
 
 
-async def test_timeout_stops_a_spinning_handler(make_lua: MakeLua) -> None:
-    fn = await make_lua(RUNAWAY, timeout="50ms", max_blocking=None)
+@BOTH_MODES
+async def test_timeout_stops_a_spinning_handler(make_lua: MakeLua, modules: list[str]) -> None:
+    fn = await make_lua(RUNAWAY, modules=modules, timeout="50ms", max_blocking=None)
     with pytest.raises(LuaLimitExceeded, match=r"timeout \(0\.05s\) exceeded"):
         await handle(fn, "spin")
 
@@ -180,8 +192,9 @@ async def test_a_runaway_handler_does_not_stall_other_workers_beyond_its_limit(
     assert max(gaps) < 0.3  # the loop was held at most about max_blocking
 
 
+@BOTH_MODES
 async def test_memory_limit_stops_a_hungry_handler_and_the_function_goes_on(
-    make_lua: MakeLua,
+    make_lua: MakeLua, modules: list[str],
 ) -> None:
     fn = await make_lua("""\
         return function(n)
@@ -189,7 +202,7 @@ async def test_memory_limit_stops_a_hungry_handler_and_the_function_goes_on(
           for i = 1, n do t[i] = string.rep("x", 64) .. i end
           return #t
         end
-        """, memory_limit=4 * 1024 * 1024, workers=1)
+        """, modules=modules, memory_limit=4 * 1024 * 1024, workers=1)
     with pytest.raises(LuaLimitExceeded, match="memory_limit exceeded"):
         await handle(fn, 10_000_000)
     assert await handle(fn, 100) == 100

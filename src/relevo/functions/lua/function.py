@@ -43,7 +43,7 @@ class LuaFunction:
         )
         self._source: Source | None = None
         self._idle: list[LuaState] = []
-        self._closed = False
+        self._keep = 0  # idle states kept: `workers` while loaded, 0 once closed
 
     @property
     def path(self) -> str:
@@ -63,11 +63,11 @@ class LuaFunction:
             method=self.settings.method,
             modules=list(self.settings.modules),
         )
-        self._closed = False
+        self._keep = self.workers
         self._idle = [self._new_state()]  # compiles and runs the chunk: errors surface now
 
     async def close(self) -> None:
-        self._closed = True
+        self._keep = 0
         for state in self._idle:
             state.close()
         self._idle.clear()
@@ -99,10 +99,10 @@ class LuaFunction:
         except (UnicodeDecodeError, RecursionError, TypeError) as exc:
             raise LuaError(f"{self.path}: a value cannot leave Lua: {exc}") from exc
         finally:
-            if state.broken or state.co is None or self._closed or len(idle) >= self.workers:
-                state.close()
-            else:
+            if state.co is not None and len(idle) < self._keep:
                 idle.append(state)
+            else:  # broken by a limit, closed, or more states than workers
+                state.close()
 
     @property
     def states_idle(self) -> int:

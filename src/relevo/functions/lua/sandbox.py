@@ -17,7 +17,7 @@ one `resume`, not a new coroutine. Python holds a stepper bound to it;
     2, n                 a bare coroutine.yield(): let the event loop breathe, resume
     3, err, traceback    the handler raised
     4, message           a limit was hit (the state must be dropped)
-    5, n, results...     the coroutine's function returned (only the chunk at load)
+    5, handler, err      the chunk's coroutine returned (only at load)
 
 Deadlines. `step(call_deadline, budget, ...)` sets the call's deadline and instruction
 budget (nil keeps them, on later resumes). The `max_blocking` slice of each resume starts
@@ -57,6 +57,8 @@ local NULL = setmetatable({}, {
 -- A count hook on every coroutine handler code runs in. Once a limit is hit the hook
 -- fires on every instruction, so no pcall/xpcall inside the handler can swallow it.
 local call_deadline, slice_deadline, remaining, killed = math_huge, nil, math_huge, nil
+local MAIN = co_running()  -- lupa's own thread: where directly called handlers run
+local direct_running = false  -- the main thread's hook only counts while a handler runs
 
 local function exceeded()
   remaining = remaining - HOOK_EVERY
@@ -73,6 +75,7 @@ end
 
 local function hook()
   if killed == nil then
+    if not direct_running and co_running() == MAIN then return end
     local what = exceeded()
     if what == nil then return end
     local info = debug_getinfo(2, "Sl")
@@ -90,6 +93,7 @@ local function limited(co)
   if HOOK_EVERY > 0 then debug_sethook(co, hook, "", HOOK_EVERY) end
   return co
 end
+limited(MAIN)
 
 -- Sandboxed coroutines: limited too, and a module's wait inside a user coroutine is
 -- passed up to the worker coroutine (Python) and its answer passed back down.
@@ -230,16 +234,15 @@ local function done(first, second)
   return 0, first
 end
 
-local function finish(co, ok, ...)
+local function finish(co, ok, first, a, b, ...)
   if ok then
-    local first = ...
-    if first == DONE then return done(select(2, ...)) end
-    if first == REQ then return 1, select(2, ...) end
-    if co_status(co) == "dead" then return 5, select("#", ...), ... end
-    return 2, select("#", ...)
+    if first == DONE then return a, b end  -- settled inside the coroutine by done()
+    if first == REQ then return 1, a, b, ... end
+    if co_status(co) == "dead" then return 5, first, a end
+    return 2, 0
   end
   if killed ~= nil then return 4, killed end
-  return 3, (...), debug_traceback(co)
+  return 3, first, debug_traceback(co)
 end
 
 -- Coroutines never reach Python (lupa would hand them back as functions): Python holds
@@ -255,8 +258,31 @@ end
 
 local function worker(handler)
   return stepper(limited(co_create(function(payload)
-    while true do payload = co_yield(DONE, handler(payload)) end
+    while true do payload = co_yield(DONE, done(handler(payload))) end
   end)))
+end
+
+-- A handler that cannot wait (no `time`, no `queue` module) is called directly: no
+-- coroutine switch, same codes. Its error handler keeps the traceback of the raise.
+local direct_traceback = nil
+local function keep_traceback(err)
+  direct_traceback = debug_traceback(nil, 2)
+  return err
+end
+local function leave(ok, ...)
+  direct_running = false
+  if ok then return done(...) end
+  if killed ~= nil then return 4, killed end
+  return 3, (...), direct_traceback
+end
+local function direct(handler)
+  return function(dl, budget, payload)
+    slice_deadline = nil
+    if dl ~= nil then call_deadline = dl end
+    if budget ~= nil then remaining = budget end
+    direct_running = true
+    return leave(xpcall(handler, keep_traceback, payload))
+  end
 end
 
 -- The chunk runs in a limited coroutine too; it resolves to the handler function.
@@ -299,5 +325,5 @@ end
 
 local function new_array() return setmetatable({}, ARRAY) end
 
-return worker, boot, describe, new_array, NULL
+return worker, direct, boot, describe, new_array, NULL
 """

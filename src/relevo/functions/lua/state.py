@@ -21,6 +21,10 @@ from relevo.functions.lua.sandbox import BOOTSTRAP
 HOOK_EVERY = 10_000
 """Instructions between two limit checks: the granularity of every limit."""
 
+WAITING_MODULES = frozenset({"time", "queue"})
+"""A handler whose modules include none of these cannot wait, so it runs without a
+coroutine of its own (cheaper); the others run as coroutines so their waits can yield."""
+
 # Codes of the step protocol (sandbox.py).
 ACK, WAIT, YIELD, RAISED, KILLED, RETURNED, NACK_ERR, NACK = 0, 1, 2, 3, 4, 5, 6, 7
 _MEMORY = "not enough memory"
@@ -80,8 +84,10 @@ class LuaState:
         "convert",
         "deadline",
         "handler_fn",
+        "per_call",
         "runtime",
         "table_type",
+        "to_lua",
     )
 
     def __init__(self, source: Source, limits: Limits, log: logging.Logger) -> None:
@@ -89,6 +95,11 @@ class LuaState:
         self._limits = limits
         self.broken = False  # a limit was hit: globals may be half-updated; drop the state
         self.deadline = math.inf  # of the current call (monotonic clock)
+        # The instruction budget passed at each call start; None when no per-call limit
+        # (timeout, max_instructions) needs setting, which keeps the clock off the hot path.
+        self.per_call: float | None = None
+        if limits.timeout_s is not None or limits.max_instructions is not None:
+            self.per_call = float(limits.max_instructions or math.inf)
         options: dict[str, Any] = {
             "unpack_returned_tuples": True,
             "register_eval": False,
@@ -106,9 +117,11 @@ class LuaState:
             raise LuaLoadError(
                 f"{source.path}: memory_limit {limits.memory_limit} is too small for a Lua state"
             ) from exc
-        self._worker, boot, describe, new_array, null = exported
+        worker, direct, boot, describe, new_array, null = exported
+        self._worker = worker if WAITING_MODULES & set(source.modules) else direct
         self.convert = host.convert = Converter(self.runtime, describe, new_array, null)
         self.table_type = self.convert.table_type
+        self.to_lua = self.convert.to_lua
         self.handler_fn = self._boot(boot)
         self.co: Any = self._worker(self.handler_fn)
 
@@ -122,10 +135,10 @@ class LuaState:
         except lupa_lua.LuaMemoryError as exc:
             raise LuaLoadError(f"{source.path}: memory_limit exceeded while loading") from exc
         code = out[0]
-        if code == RETURNED and out[1] >= 1 and out[2] is not None:
-            return out[2]
+        if code == RETURNED and out[1] is not None:
+            return out[1]
         if code == RETURNED:
-            raise LuaLoadError(f"{source.path}: {out[3] if out[1] >= 2 else 'no handler'}")
+            raise LuaLoadError(f"{source.path}: {out[2]}")
         if code == RAISED and out[1] == _MEMORY:
             raise LuaLoadError(f"{source.path}: memory_limit exceeded while loading")
         if code in (RAISED, KILLED):
@@ -141,20 +154,27 @@ class LuaState:
     def start(self, payload: Any) -> tuple[Any, ...]:
         """Convert the payload and run the handler up to its first wait or its end."""
         try:
-            arg = self.convert.to_lua(payload)
+            arg = self.to_lua(payload)
         except (TypeError, RecursionError) as exc:
             raise LuaError(f"{self._source.path}: the payload cannot enter Lua: {exc}") from None
-        limits = self._limits
         try:
-            if limits.timeout_s is None and limits.max_instructions is None:
-                self.deadline = math.inf
+            if self.per_call is None:
                 return self.co(None, None, arg)  # type: ignore[no-any-return]
             self.deadline = self._call_deadline()
-            budget = limits.max_instructions or math.inf
-            return self.co(self.deadline, budget, arg)  # type: ignore[no-any-return]
+            return self.co(self.deadline, self.per_call, arg)  # type: ignore[no-any-return]
         except lupa_lua.LuaMemoryError as exc:
             self.broken = True
+            self.co = None
             raise LuaLimitExceeded(f"{self._source.path}: memory_limit exceeded") from exc
+        except lupa_lua.LuaError as exc:
+            # Only a limit escapes the protected call: once hit, the hook raises on every
+            # instruction, the error handler's included.
+            self.broken = True
+            self.co = None
+            message = str(exc).split("\n", 1)[0]
+            if message.endswith(" exceeded"):
+                raise LuaLimitExceeded(message) from None
+            raise LuaError(message, str(exc)) from None
 
     async def run(self, out: tuple[Any, ...]) -> Any:
         """Serve the handler's waits until it settles; `out` is what `start` returned."""
