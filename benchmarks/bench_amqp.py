@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import os
 import sys
 import tempfile
@@ -219,7 +220,6 @@ async def relevo_app(count: int) -> Row:
     # The handler is imported by path, so under `python -m` it lives in a second copy
     # of this module: keep the counter there.
     import benchmarks.bench_amqp as handler_module
-
     import relevo
 
     name = queue_name("app")
@@ -255,10 +255,6 @@ async def relevo_app(count: int) -> Row:
 
 
 # -- peers, each only when importable --------------------------------------------------
-
-
-def _run_in_thread(fn: Callable[[], Row]) -> Awaitable[Row]:
-    return asyncio.to_thread(fn)
 
 
 def dramatiq_peer(count: int) -> Row:
@@ -298,15 +294,15 @@ def dramatiq_peer(count: int) -> Row:
 
 
 async def faststream_peer(count: int) -> Row:
-    from faststream.rabbit import RabbitBroker, RabbitQueue
+    from faststream.rabbit import Channel, RabbitBroker, RabbitQueue
 
     name = queue_name("faststream")
-    broker = RabbitBroker(URL, max_consumers=PREFETCH)
+    broker = RabbitBroker(URL, log_level=logging.WARNING)
     queue = RabbitQueue(name, durable=True)
     done = asyncio.Event()
     seen = 0
 
-    @broker.subscriber(queue)
+    @broker.subscriber(queue, channel=Channel(prefetch_count=PREFETCH))
     async def handle(body: bytes) -> None:
         nonlocal seen
         seen += 1
@@ -332,7 +328,7 @@ async def faststream_peer(count: int) -> Row:
 
 
 def celery_peer(count: int) -> Row:
-    from celery import Celery
+    from celery import Celery  # type: ignore[import-untyped]
 
     name = queue_name("celery")
     app = Celery("relevo_bench", broker=URL.replace("amqp://", "pyamqp://"))
@@ -347,7 +343,7 @@ def celery_peer(count: int) -> Row:
     done = threading.Event()
     lock = threading.Lock()
 
-    @app.task(name="bench.count")
+    @app.task(name="bench.count")  # type: ignore[untyped-decorator]
     def task(n: int) -> None:
         nonlocal seen
         with lock:
@@ -407,11 +403,12 @@ async def main(count: int, skip_peers: bool) -> None:
     baseline = await raw_aio_pika(count)
     rows = [baseline, *await relevo_driver(count), await relevo_app(count)]
     if not skip_peers:
-        for label, run in (
-            ("dramatiq", lambda: _run_in_thread(lambda: dramatiq_peer(count))),
+        peers: list[tuple[str, Callable[[], Awaitable[Row]]]] = [
+            ("dramatiq", lambda: asyncio.to_thread(dramatiq_peer, count)),
             ("faststream", lambda: faststream_peer(count)),
-            ("celery", lambda: _run_in_thread(lambda: celery_peer(count))),
-        ):
+            ("celery", lambda: asyncio.to_thread(celery_peer, count)),
+        ]
+        for label, run in peers:
             try:
                 rows.append(await run())
             except ImportError:

@@ -6,23 +6,36 @@ Queues get unique names and are deleted afterwards.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import shutil
+import ssl
+import subprocess
+import sys
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import aiormq
 import pytest
 
+from relevo.drivers.amqp.connection import connection_url
 from relevo.drivers.amqp.driver import AmqpDriver
 from relevo.drivers.amqp.settings import AmqpSettings
+from relevo.drivers.amqp.tls import ssl_context
 from relevo.drivers.base import QueueSpec
+from relevo.drivers.settings import TlsSettings
+from relevo.errors import ConfigError, DriverUnavailable, QueueFull, QueueNotFound
 from tests.conftest import require_service
-from tests.drivers.conformance import DriverConformance
-
-pytestmark = pytest.mark.broker
+from tests.drivers.conformance import Collector, DriverConformance, envelope
+from tests.waiting import wait_until
 
 HOST, PORT = "127.0.0.1", 5672
+TEST_CERT_PLACEHOLDER = "<the test certificate>"
 URL = f"amqp://guest:guest@{HOST}:{PORT}/"
+
+pytestmark = pytest.mark.broker
 
 
 class QueueJanitor:
@@ -92,3 +105,491 @@ class TestAmqpConformance(DriverConformance):
 
 def unique(prefix: str) -> str:
     return f"relevo-test-{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+async def make_driver(janitor: QueueJanitor) -> AsyncIterator[Callable[..., Awaitable[AmqpDriver]]]:
+    """Started drivers with test settings (overridable), stopped afterwards."""
+    started: list[AmqpDriver] = []
+
+    async def make(**overrides: Any) -> AmqpDriver:
+        driver = _TrackingDriver(janitor, settings(**overrides))
+        await driver.start()
+        started.append(driver)
+        return driver
+
+    yield make
+    for driver in started:
+        await driver.stop()
+
+
+async def rabbitmqctl(*args: str) -> str:
+    """Run rabbitmqctl (the broker-side tool; this machine runs the broker)."""
+    result = await asyncio.to_thread(
+        subprocess.run, ["rabbitmqctl", "--quiet", *args], capture_output=True, text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+async def close_connection_broker_side(connection_name: str) -> None:
+    """Close one named client connection from the broker, as a restart or an operator would."""
+    listing = await rabbitmqctl("list_connections", "pid", "client_properties",
+                                "--no-table-headers")
+    pids = [line.split("\t")[0] for line in listing.splitlines() if connection_name in line]
+    assert pids, f"no connection named {connection_name!r} on the broker"
+    for pid in pids:
+        await rabbitmqctl("close_connection", pid, "relevo test: forced close")
+
+
+# -- reconnecting ---------------------------------------------------------------------
+
+
+async def test_a_connection_closed_by_the_broker_comes_back_and_work_goes_on(
+    make_driver: Callable[..., Awaitable[AmqpDriver]],
+) -> None:
+    if shutil.which("rabbitmqctl") is None:
+        pytest.skip("rabbitmqctl is not installed here")
+    name = f"relevo-test-conn-{uuid.uuid4().hex[:8]}"
+    driver = await make_driver(connection_name=name)
+    queue = unique("reconnect")
+    await driver.declare(QueueSpec(queue, {"durable": False}))
+    before = [envelope(i) for i in range(5)]
+    await driver.publish(queue, before)
+    sink = Collector()
+    sub = await driver.attach(queue, sink, 10, {})
+    await sink.wait_for(5)
+    held = sink.deliveries[0]  # a handler still busy with it when the connection drops
+    for delivery in sink.deliveries[1:]:
+        delivery.ack()
+    await wait_until(lambda: sub.in_flight == 1, 5, "acks to reach the broker")
+
+    await close_connection_broker_side(name)
+    after = [envelope(f"after-{i}") for i in range(5)]
+    await driver.publish(queue, after)  # waits for the reconnect, then succeeds
+
+    await wait_until(lambda: held.settled, 5, "the in-flight delivery to be voided")
+    assert held.ack() is False, "an ack on the dead channel must do nothing"
+    sink.auto = "ack"
+    await wait_until(lambda: len(sink.deliveries) >= 11, 10, "redelivery and new messages")
+    for delivery in sink.deliveries[5:]:
+        delivery.ack()
+    again = [d for d in sink.deliveries[5:] if d.id == held.id]
+    assert len(again) == 1
+    assert again[0].attempts == 2, "a handler had it when the connection dropped"
+    assert {d.id for d in sink.deliveries[5:]} == {held.id} | {e.id for e in after}
+    await wait_counts(driver, queue, message_count=0)
+    await sub.close()
+
+
+async def test_publishing_while_the_broker_is_unreachable_fails_in_time_or_waits_and_succeeds(
+    make_driver: Callable[..., Awaitable[AmqpDriver]],
+) -> None:
+    proxy = TcpProxy(HOST, PORT)
+    await proxy.start()
+    try:
+        driver = await make_driver(url=f"amqp://guest:guest@127.0.0.1:{proxy.port}/",
+                                   publish_timeout=0.5)
+        queue = unique("unreachable")
+        await driver.declare(QueueSpec(queue, {"durable": False}))
+        await proxy.pause()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(DriverUnavailable):
+            await driver.publish(queue, [envelope(1)])
+        assert loop.time() - started < 3, "a publish must give up at its timeout, never hang"
+
+        waiting = asyncio.create_task(driver.publish(queue, [envelope(2)]))
+        await asyncio.sleep(0.1)
+        await proxy.resume()
+        driver.settings = driver.settings.model_copy(update={"publish_timeout": 5.0})
+        with contextlib.suppress(DriverUnavailable):
+            await waiting  # may have given up at its own 0.5 s timeout; either is within contract
+        await driver.publish(queue, [envelope(3)])
+        await wait_counts(driver, queue, timeout_s=5, ready=1 + (not waiting.exception()))
+    finally:
+        await proxy.stop()
+
+
+# -- declaring ------------------------------------------------------------------------
+
+
+async def test_redeclaring_with_other_options_names_the_queue_and_the_option(
+    make_driver: Callable[..., Awaitable[AmqpDriver]],
+) -> None:
+    driver = await make_driver()
+    queue = unique("conflict")
+    await driver.declare(QueueSpec(queue, {"durable": False, "message_ttl": "1s"}))
+    await driver.declare(QueueSpec(queue, {"durable": False, "message_ttl": "1s"}))  # same: fine
+    with pytest.raises(ConfigError) as caught:
+        await driver.declare(QueueSpec(queue, {"durable": False, "message_ttl": "2s"}))
+    (issue,) = caught.value.issues
+    assert issue.field == "driver_options.amqp.message_ttl"
+    assert queue in issue.message
+    assert "x-message-ttl" in issue.message
+    with pytest.raises(ConfigError, match="durable"):
+        await driver.declare(QueueSpec(queue, {"durable": True, "message_ttl": "1s"}))
+    await driver.publish(queue, [envelope(1)])  # the driver is still usable afterwards
+    await wait_counts(driver, queue, message_count=1)
+
+
+async def test_a_bounded_queue_refuses_publishes_with_queue_full_and_keeps_its_messages(
+    make_driver: Callable[..., Awaitable[AmqpDriver]],
+) -> None:
+    driver = await make_driver(publish_timeout=0.3)
+    queue = unique("bounded")
+    await driver.declare(QueueSpec(queue, {"durable": False, "max_length": 2}))
+    first = [envelope(1), envelope(2)]
+    await driver.publish(queue, first)
+    with pytest.raises(QueueFull, match=queue):
+        await driver.publish(queue, [envelope(3)])
+    sink = Collector(auto="ack")
+    sub = await driver.attach(queue, sink, 5, {})
+    await sink.wait_for(2)
+    assert sink.ids == [e.id for e in first], "the oldest messages are never dropped"
+    await sub.close()
+
+
+async def test_a_queue_deleted_behind_the_drivers_back_raises_queue_not_found(
+    make_driver: Callable[..., Awaitable[AmqpDriver]], janitor: QueueJanitor
+) -> None:
+    driver = await make_driver()
+    queue = unique("deleted")
+    await driver.declare(QueueSpec(queue, {"durable": False}))
+    await janitor.clean()
+    with pytest.raises(QueueNotFound, match=queue):
+        await driver.publish(queue, [envelope(1)])
+
+
+# -- attempts and headers -------------------------------------------------------------
+
+
+async def test_attempts_grow_with_each_nack_and_the_headers_come_back_unchanged(
+    make_driver: Callable[..., Awaitable[AmqpDriver]],
+) -> None:
+    driver = await make_driver()
+    queue = unique("nacks")
+    await driver.declare(QueueSpec(queue, {"durable": False}))
+    headers: dict[str, Any] = {"tenant": "acme", "ratio": 0.1, "count": -3, "flag": True,
+                               "correlation_id": "c-9", "traceparent": "00-ab-cd-01"}
+    sent = envelope(1, b"{}", **headers)
+    await driver.publish(queue, [sent])
+    sink = Collector()
+    sub = await driver.attach(queue, sink, 5, {})
+    for round_ in range(1, 5):
+        await sink.wait_for(round_)
+        got = sink.deliveries[-1]
+        assert (got.id, got.attempts) == (sent.id, round_)
+        assert got.headers == headers
+        assert type(got.headers["ratio"]) is float
+        got.nack() if round_ < 4 else got.ack()
+    await wait_counts(driver, queue, message_count=0)
+    await sub.close()
+
+
+async def test_neutral_headers_are_amqp_properties_for_other_clients_and_back(
+    make_driver: Callable[..., Awaitable[AmqpDriver]],
+) -> None:
+    driver = await make_driver()
+    queue = unique("props")
+    await driver.declare(QueueSpec(queue, {"durable": False}))
+    sent = envelope(1, b"{}", correlation_id="c-1", reply_to="replies",
+                    content_type="application/json", message_type="task.created",
+                    encoding="utf-8", tenant="acme")
+    await driver.publish(queue, [sent])
+    connection = await aiormq.connect(URL)
+    try:
+        channel = await connection.channel()
+        got = await channel.basic_get(queue, no_ack=True)
+        props = got.header.properties
+        assert (props.message_id, props.correlation_id, props.reply_to) == (
+            sent.id, "c-1", "replies")
+        assert (props.content_type, props.message_type, props.content_encoding) == (
+            "application/json", "task.created", "utf-8")
+        assert props.delivery_mode == 2
+        assert props.timestamp is not None
+        assert props.headers == {"tenant": "acme"}
+        await channel.basic_publish(
+            b"x", routing_key=queue,
+            properties=aiormq.spec.Basic.Properties(message_id="foreign-1", correlation_id="c-2",
+                                                    headers={"k": 1}),
+        )
+    finally:
+        await connection.close()
+    sink = Collector(auto="ack")
+    sub = await driver.attach(queue, sink, 5, {})
+    await sink.wait_for(1)
+    assert sink.deliveries[0].id == "foreign-1"
+    assert sink.deliveries[0].headers == {"correlation_id": "c-2", "k": 1}
+    await sub.close()
+
+
+# -- crashes --------------------------------------------------------------------------
+
+
+async def test_a_worker_killed_with_sigkill_gives_every_unacked_message_back_counting_it(
+    make_driver: Callable[..., Awaitable[AmqpDriver]],
+) -> None:
+    driver = await make_driver()
+    queue = unique("sigkill")
+    await driver.declare(QueueSpec(queue, {"durable": False}))
+    sent = [envelope(i) for i in range(20)]
+    await driver.publish(queue, sent)
+    for expected_attempts in (1, 2):  # the same messages kill two workers in a row
+        held = await run_worker_until_killed(queue, 20)
+        assert held == [expected_attempts] * 20
+    sink = Collector(auto="ack")
+    sub = await driver.attach(queue, sink, 50, {})
+    await sink.wait_for(20)
+    assert sorted(sink.ids) == sorted(e.id for e in sent)
+    assert {d.attempts for d in sink.deliveries} == {3}, "each crash counted one attempt"
+    await wait_counts(driver, queue, message_count=0)
+    await sub.close()
+
+
+async def run_worker_until_killed(queue: str, count: int) -> list[int]:
+    """Start a worker process, wait until it holds `count` deliveries, SIGKILL it."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.drivers.amqp_worker", URL, queue, str(count),
+        stdout=asyncio.subprocess.PIPE, cwd=Path(__file__).parents[2],
+    )
+    assert process.stdout is not None
+    try:
+        line = await asyncio.wait_for(process.stdout.readline(), 20)
+    finally:
+        process.kill()  # SIGKILL: no cleanup, no goodbye to the broker
+        await process.wait()
+    assert line.startswith(b"holding "), line
+    return [int(n) for n in line.split()[1].split(b",")]
+
+
+# -- prefetch and consumer options ----------------------------------------------------
+
+
+async def test_prefetch_bounds_unsettled_deliveries_with_workers_acking_out_of_order(
+    make_driver: Callable[..., Awaitable[AmqpDriver]],
+) -> None:
+    driver = await make_driver()
+    queue = unique("prefetch")
+    await driver.declare(QueueSpec(queue, {"durable": False}))
+    await driver.publish(queue, [envelope(i) for i in range(300)])
+    buffer: asyncio.Queue[Any] = asyncio.Queue()
+    unsettled = peak = handled = 0
+
+    def sink(delivery: Any) -> None:
+        nonlocal unsettled, peak
+        unsettled += 1
+        peak = max(peak, unsettled)
+        buffer.put_nowait(delivery)
+
+    async def worker(delay_s: float) -> None:
+        nonlocal unsettled, handled
+        while True:
+            delivery = await buffer.get()
+            await asyncio.sleep(delay_s)  # uneven handlers: acks arrive out of order
+            unsettled -= 1
+            handled += 1
+            delivery.ack()
+
+    workers = [asyncio.create_task(worker(d)) for d in (0, 0.001, 0.003)]
+    sub = await driver.attach(queue, sink, 7, {})
+    await wait_until(lambda: handled >= 300, 20, "300 handled")
+    assert peak == 7, "never more than prefetch unsettled, and prefetch fully used"
+    for task in workers:
+        task.cancel()
+    await wait_counts(driver, queue, message_count=0)
+    await sub.close()
+
+
+async def test_consumer_tag_and_exclusive_reach_the_broker(
+    make_driver: Callable[..., Awaitable[AmqpDriver]],
+) -> None:
+    driver = await make_driver()
+    queue = unique("exclusive")
+    await driver.declare(QueueSpec(queue, {"durable": False}))
+    tag = f"relevo-tag-{uuid.uuid4().hex[:6]}"
+    first = await driver.attach(queue, Collector(), 1, {"consumer_tag": tag, "exclusive": True})
+    listing = await rabbitmqctl("list_consumers", "queue_name", "consumer_tag", "prefetch_count",
+                                "--no-table-headers")
+    assert f"{queue}\t{tag}\t1" in listing, "tag and basic.qos as the consumer asked"
+    with pytest.raises(DriverUnavailable, match="exclusive"):
+        await driver.attach(queue, Collector(), 1, {})
+    await first.close()
+
+
+# -- connection settings and TLS (no TLS server needed) -------------------------------
+
+
+def test_connection_settings_shape_the_url() -> None:
+    plain = connection_url(AmqpSettings.model_validate(
+        {"url": "amqp://u:p@broker/", "vhost": "jobs", "heartbeat": "15s"}))
+    assert (plain.scheme, plain.path, plain.query["heartbeat"]) == ("amqp", "/jobs", "15")
+    tls = connection_url(AmqpSettings.model_validate(
+        {"url": "amqp://u:p@broker/", "tls": {"enabled": True}}))
+    assert (tls.scheme, tls.port) == ("amqps", 5671)
+    kept = connection_url(AmqpSettings.model_validate(
+        {"url": "amqp://u:p@broker:6000/", "tls": {"enabled": True}}))
+    assert kept.port == 6000
+
+
+def test_tls_settings_accept_inline_pem_and_file_paths(tmp_path: Path) -> None:
+    (tmp_path / "cert.pem").write_text(TEST_CERT)
+    (tmp_path / "key.pem").write_text(TEST_KEY)
+    inline = ssl_context(TlsSettings(enabled=True, ca=TEST_CERT, cert=TEST_CERT, key=TEST_KEY,
+                                     server_name="broker.internal"))
+    assert inline.verify_mode == ssl.CERT_REQUIRED
+    assert inline.check_hostname
+    assert inline.get_ca_certs()[0]["subject"] == ((("commonName", "relevo-test"),),)
+    assert getattr(inline, "server_name", None) == "broker.internal"
+    files = ssl_context(TlsSettings(enabled=True, ca=f"file://{tmp_path}/cert.pem",
+                                    cert=f"file://{tmp_path}/cert.pem",
+                                    key=str(tmp_path / "key.pem"), insecure_skip_verify=True))
+    assert files.verify_mode == ssl.CERT_NONE
+    assert not files.check_hostname
+
+
+@pytest.mark.parametrize(
+    ("tls", "field"),
+    [
+        ({"ca": "file:///nonexistent/ca.pem"}, "tls.ca"),
+        ({"ca": "not a certificate"}, "tls.ca"),
+        ({"cert": TEST_CERT_PLACEHOLDER}, "tls.cert"),
+    ],
+    ids=["missing-file", "not-pem", "cert-without-key"],
+)
+def test_unusable_tls_settings_are_config_errors_naming_the_field(
+    tls: dict[str, str], field: str
+) -> None:
+    values = {k: (TEST_CERT if v == TEST_CERT_PLACEHOLDER else v) for k, v in tls.items()}
+    with pytest.raises(ConfigError) as caught:
+        ssl_context(TlsSettings.model_validate({"enabled": True, **values}))
+    assert caught.value.issues[0].field == field
+
+
+async def test_a_tls_handshake_against_a_plain_port_fails_start_with_driver_unavailable(
+    broker: None,
+) -> None:
+    driver = AmqpDriver(settings(tls={"enabled": True, "insecure_skip_verify": True},
+                                 connection_timeout=3))
+    with pytest.raises(DriverUnavailable, match="RabbitMQ"):
+        await driver.start()
+    await driver.stop()
+
+
+async def test_a_broker_that_is_not_there_fails_start_with_driver_unavailable() -> None:
+    driver = AmqpDriver(settings(url="amqp://guest:guest@127.0.0.1:1/", connection_timeout=2))
+    with pytest.raises(DriverUnavailable, match=r"127\.0\.0\.1:1"):
+        await driver.start()
+
+
+# -- helpers ----------------------------------------------------------------------------
+
+
+async def wait_counts(driver: AmqpDriver, queue: str, timeout_s: float = 10.0,
+                      **expected: int) -> None:
+    await DriverConformance().wait_counts(driver, queue, timeout_s, **expected)
+
+
+class TcpProxy:
+    """A TCP relay to the broker that the test can pause (refuse and cut) and resume."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._pipes: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def pause(self) -> None:
+        """Stop accepting and cut every open connection: the broker is 'down'."""
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        for writer in list(self._pipes):
+            writer.transport.abort()
+        self._pipes.clear()
+
+    async def resume(self) -> None:
+        await self.start()
+
+    async def stop(self) -> None:
+        await self.pause()
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._pipes |= {writer, up_writer}
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (OSError, asyncio.IncompleteReadError):
+                pass
+            finally:
+                dst.transport.abort()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        self._pipes -= {writer, up_writer}
+
+TEST_CERT = """\
+-----BEGIN CERTIFICATE-----
+MIIDDzCCAfegAwIBAgIUPQDSbMiTgeEpMM/kQrtEo9FDGM4wDQYJKoZIhvcNAQEL
+BQAwFjEUMBIGA1UEAwwLcmVsZXZvLXRlc3QwIBcNMjYxMTI2MTYwNTA5WhgPMjEy
+NjExMDIxNjA1MDlaMBYxFDASBgNVBAMMC3JlbGV2by10ZXN0MIIBIjANBgkqhkiG
+9w0BAQEFAAOCAQ8AMIIBCgKCAQEArNWzM1JYINYIjdIwSMzI19cQyAhKHgMJuqdm
+F4JIrvh3fpANk82vkitIcNLTyoa+9Ns/5IxOZjVzo/0E8AgXlxBMyjBosrN7iGnC
+vPIBy549n7t7y0ABNi0VseUTKOBeAZLWZ8Q+HKE4z3XFArCL5A/aqs9tFPiI2o/p
+omd1kdlQZ2H6zWPHKOHA1nfzrsJuXwxF4zqKiWYGZZ4zBOirIJSK6Toq1rGsVICm
+5n4HhqmD6B1uj5QbHWQUrL6pE8JAyraVQpCEgKYuAmuFo8KWCq/GNzquLvPjgw5o
+BjWNpANaRj2n82ScPvypRVJIJBnuDDIuuEylA7oLFNnl599Z1wIDAQABo1MwUTAd
+BgNVHQ4EFgQUGu1isVqurd/k0FTdyc3oUT2QoXMwHwYDVR0jBBgwFoAUGu1isVqu
+rd/k0FTdyc3oUT2QoXMwDwYDVR0TAQH/BAUwAwEB/zANBgkqhkiG9w0BAQsFAAOC
+AQEALo+wleoFuNYSLapJ9EKlDp7IV1wv5LTZIos9xGJAdxpd+M2w91BAkdzPSHTw
+8v6IGwx/SGcDV6A5Gf/tjpbk+2i7YMs3I4hLhQT9saXfVm8fgvInnDsSCdkxNiGP
+ezCkZt8YH6cPAKWxvtRO3aYqZhtEg6S/x25H8yb+7bJZxC3owuSo+RIXaP6RTegU
+udyVLA+8OzAwBhOxT16Y8T/7ZtR0PzbW8znAz38H8HJjMLK6UZqNkTDkXpzEQkrF
+5UM9OkTKxGo3Vbz74A9yzuork5xxQr6B9uhuSTwMIqlAT2PDVTDPt9FE+vKP7c3U
+eCpda7fnZAkS6s3471NBzAhJfA==
+-----END CERTIFICATE-----
+"""
+
+TEST_KEY = """\
+-----BEGIN PRIVATE KEY-----
+MIIEvgIBADANBgkqhkiG9w0BAQEFAASCBKgwggSkAgEAAoIBAQCs1bMzUlgg1giN
+0jBIzMjX1xDICEoeAwm6p2YXgkiu+Hd+kA2Tza+SK0hw0tPKhr702z/kjE5mNXOj
+/QTwCBeXEEzKMGiys3uIacK88gHLnj2fu3vLQAE2LRWx5RMo4F4BktZnxD4coTjP
+dcUCsIvkD9qqz20U+Ijaj+miZ3WR2VBnYfrNY8co4cDWd/Ouwm5fDEXjOoqJZgZl
+njME6KsglIrpOirWsaxUgKbmfgeGqYPoHW6PlBsdZBSsvqkTwkDKtpVCkISApi4C
+a4WjwpYKr8Y3Oq4u8+ODDmgGNY2kA1pGPafzZJw+/KlFUkgkGe4MMi64TKUDugsU
+2eXn31nXAgMBAAECggEADp7lUeodWmnAv36QZxgrxVaELOfGnVNUd13B3StASszq
+DuLQwzgbKhpPPnwXPoK3lK8XcJYN68eJyM2WpVeJ51WRqWj+8l8MjDWmK6WtUTRJ
+skGB72eysoqN00a1oDeavDdXu992AaYB0Er+J4QX0Wsl7F0vtR5xNUwHT53A7F16
+MLvRyO+JFl7sHBbPLO4RUHxGkEdleyNC8P1ChkM9sho9GVv3FLs5gu5jqW4ekDL7
+1/1WvRKOxUMVgSeEDE3n9x2+FVX8scOanUEOhLlFox2wP/CWmE58rS+WhkI3ZdsJ
+jXKf7BKpOyp/mj9tenXwPtF0FZ28Q31KRmymCIDnwQKBgQDfWcmYE2yPnmhxmG/O
+SEdpbb+NiCBNiDYeEbUMLmzSqJPcn53W466HBUXfCznBkoQ4ZQmbUYLPtYFNjjXE
+wWZz9dEju7UfQLQPRoA4+SxFlMpUHPtOMqcRxv5IXLV6J/r2yuNlJM65hcPQoECE
+3ZZ8FGGA1QBq24BuXhRhGmc3EwKBgQDGGYIa13UXf8K1D1oBBo/JiN5Pml2S9bOB
+b5tp6FGM3NqrKof9eb1ooIEIguVV6ng5pKOVcJ3cl3Qya+DwtIfuldVRnZKHPzF0
+xD77IS1LFhDhZ2pLQeIzFr2TBFcuFB3XdCQUUlhRpXigRouuIcjE3YI7C3qvkor8
+OB07a/6WrQKBgBt0dgtzl8yvtDcCffvldqHHE9zZ9t6Q99YKZy7wJgBfKI3eMRDR
+PArs4wHf52GcGRS1ltC43FOcBCD8ci+VdnqapPK3iDQnR/r4t5pJRt/mwlhEl7+t
+CkxtIaTTgJtbfsYHepxcQe0cPE3Q5R1v/6eQ+ctUY5C/GrJ2bhrhm/5xAoGBAJAy
+ERooqvqn7LqOqh0FAbTZA7k9y88lObyF2MKGcJXwTNs64jIHY2+9JS9k2DppqYmL
+5ebpSn8/Xz00eU+8mRV5ywTVhcscnIs6Lf3ucGGvdiocdKrDEjvN2cAh8LOBwRcL
+WxfPuKn1oJBJyXK+9L0X36vK90rFiJV+4whV28MhAoGBAIhLw1NDG+ZJ1NbGO4od
+bN6HxWcVbSs4eZD2f4trSa3nu8krxWrEfTwnXj+P6xWYlSaNXEAQiBd3AdhIFL73
+dTItqzVKA8vNe5l9iwCQ4yBZL1wuHINbx2o4WSc8+eCjE5seVNkpCBvH3oETPBBP
+cjAKyMoKwQJyihQv5NLHkzKW
+-----END PRIVATE KEY-----
+"""  # a throwaway self-signed pair made for these tests only

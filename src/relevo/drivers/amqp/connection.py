@@ -42,8 +42,7 @@ def connection_url(settings: AmqpSettings) -> URL:
         url = url.update_query(heartbeat=str(max(0, round(settings.heartbeat))))
     if settings.tls.enabled and url.scheme == "amqp":
         port = url.explicit_port
-        url = url.with_scheme("amqps")
-        url = url.with_port(port if port is not None and port != 5672 else 5671)
+        url = url.with_scheme("amqps").with_port(port if port is not None else 5671)
     return url
 
 
@@ -123,6 +122,14 @@ class AmqpLink:
         connection = await self.wait_ready(deadline)
         async with asyncio.timeout_at(deadline):
             channel = await connection.channel(publisher_confirms=confirms)
+        return cast(aiormq.Channel, channel)
+
+    async def restoring_channel(self) -> aiormq.Channel:
+        """A channel for `on_restored`, which runs before `ready` is set again."""
+        if self.connection is None or self.connection.is_closed:
+            raise aiormq.exceptions.AMQPConnectionError("the connection dropped while restoring")
+        async with asyncio.timeout(self.settings.connection_timeout):
+            channel = await self.connection.channel(publisher_confirms=False)
         return cast(aiormq.Channel, channel)
 
     async def _connect(self) -> None:

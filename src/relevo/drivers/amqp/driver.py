@@ -74,7 +74,7 @@ class AmqpDriver:
 
     async def _connection_restored(self) -> None:
         """Re-declare every queue (a broker restart drops non-durable ones) before consuming."""
-        channel = await self._link.channel(None, confirms=False)
+        channel = await self._link.restoring_channel()
         for name, arguments in self._declared.items():
             await channel.queue_declare(name, **arguments)
         self._control = channel

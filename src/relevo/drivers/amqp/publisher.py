@@ -64,7 +64,11 @@ class Publisher:
         try:
             async with asyncio.timeout_at(deadline):
                 while True:
-                    channel = await self.channel(deadline)
+                    try:
+                        channel = await self.channel(deadline)
+                    except CONNECT_ERRORS:  # dropped between `ready` and the channel
+                        await asyncio.sleep(_LOST_RETRY_S)
+                        continue
                     if len(todo) == 1:
                         results = [await self._one(channel, queue, *todo[0])]
                     else:
