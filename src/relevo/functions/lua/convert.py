@@ -13,6 +13,7 @@ must be UTF-8). Functions, coroutines and userdata cannot leave Lua: TypeError.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import lupa.lua54 as lupa_lua
@@ -24,7 +25,7 @@ _SCALARS = _PLAIN | {type(None)}
 class Converter:
     """Converts values for one Lua state (tables belong to the state that made them)."""
 
-    __slots__ = ("_describe", "_new_array", "_null", "_table_from", "table_type")
+    __slots__ = ("_describe", "_new_array", "_null", "_table_from", "table_type", "to_lua")
 
     def __init__(self, runtime: Any, describe: Any, new_array: Any, null: Any) -> None:
         self._table_from = runtime.table_from
@@ -32,33 +33,39 @@ class Converter:
         self._describe = describe
         self._new_array = new_array
         self._null = null
+        self.to_lua = self._make_to_lua()
 
-    def to_lua(self, value: Any) -> Any:
-        kind = type(value)
-        if kind in _SCALARS:
-            return value
-        if kind is dict:
-            for item in value.values():
-                if type(item) not in _PLAIN:
-                    break
-            else:  # flat and without None: lupa copies it in one go
-                return self._table_from(value)
-            to_lua = self.to_lua
-            return self._table_from(
-                {key: to_lua(item) for key, item in value.items() if item is not None}
-            )
-        if kind is list or kind is tuple:
-            if not value:
-                return self._new_array()
-            to_lua, null = self.to_lua, self._null
-            return self._table_from([null if item is None else to_lua(item) for item in value])
-        if isinstance(value, dict):
-            return self.to_lua(dict(value))
-        if isinstance(value, list | tuple):
-            return self.to_lua(list(value))
-        if isinstance(value, str | int | float | bytes):  # subclasses (enums and the like)
-            return value
-        raise TypeError(f"a Python {kind.__name__} cannot be passed to Lua")
+    def _make_to_lua(self) -> Callable[[Any], Any]:
+        """A closure over locals: this runs once per message, so every lookup counts."""
+        table_from, new_array, null = self._table_from, self._new_array, self._null
+        plain, scalars = _PLAIN, _SCALARS
+
+        def to_lua(value: Any) -> Any:
+            kind = type(value)
+            if kind is dict:
+                for item in value.values():
+                    if type(item) not in plain:
+                        break
+                else:  # flat and without None: lupa copies it in one go
+                    return table_from(value)
+                return table_from(
+                    {key: to_lua(item) for key, item in value.items() if item is not None}
+                )
+            if kind in scalars:
+                return value
+            if kind is list or kind is tuple:
+                if not value:
+                    return new_array()
+                return table_from([null if item is None else to_lua(item) for item in value])
+            if isinstance(value, dict):
+                return to_lua(dict(value))
+            if isinstance(value, list | tuple):
+                return to_lua(list(value))
+            if isinstance(value, str | int | float | bytes):  # subclasses (enums and the like)
+                return value
+            raise TypeError(f"a Python {kind.__name__} cannot be passed to Lua")
+
+        return to_lua
 
     def from_lua(self, value: Any) -> Any:
         kind = type(value)

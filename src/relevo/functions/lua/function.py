@@ -16,7 +16,7 @@ from typing import Any
 
 from relevo.errors import RelevoError
 from relevo.functions.base import Handler
-from relevo.functions.lua.errors import LuaError, LuaLoadError
+from relevo.functions.lua.errors import LuaLoadError
 from relevo.functions.lua.settings import LuaSettings
 from relevo.functions.lua.state import ACK, WAIT, YIELD, Limits, LuaState, Source
 
@@ -85,7 +85,8 @@ class LuaFunction:
         idle = self._idle
         state = idle.pop() if idle else self._new_state()
         try:
-            out = state.start(payload)
+            out = state.co(None, None, state.to_lua(payload)) if state.plain else state.start(
+                payload)
             code = out[0]
             if code == ACK:  # the hot path: no wait, no second coroutine
                 value = out[1]
@@ -96,8 +97,11 @@ class LuaFunction:
             return state.settlement(out)
         except RelevoError:
             raise
-        except (UnicodeDecodeError, RecursionError, TypeError) as exc:
-            raise LuaError(f"{self.path}: a value cannot leave Lua: {exc}") from exc
+        except BaseException as exc:
+            translated = state.translate(exc)
+            if translated is None:
+                raise
+            raise translated from None
         finally:
             if state.co is not None and len(idle) < self._keep:
                 idle.append(state)

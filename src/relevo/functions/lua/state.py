@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 
 import lupa.lua54 as lupa_lua
 
+from relevo.errors import RelevoError
 from relevo.functions.lua.convert import Converter
 from relevo.functions.lua.errors import LuaError, LuaHandlerError, LuaLimitExceeded, LuaLoadError
 from relevo.functions.lua.modules import Host, serve
@@ -85,6 +86,7 @@ class LuaState:
         "deadline",
         "handler_fn",
         "per_call",
+        "plain",
         "runtime",
         "table_type",
         "to_lua",
@@ -100,6 +102,7 @@ class LuaState:
         self.per_call: float | None = None
         if limits.timeout_s is not None or limits.max_instructions is not None:
             self.per_call = float(limits.max_instructions or math.inf)
+        self.plain = self.per_call is None  # nothing to set per call: the fastest path
         options: dict[str, Any] = {
             "unpack_returned_tuples": True,
             "register_eval": False,
@@ -152,29 +155,37 @@ class LuaState:
     # -- calling -------------------------------------------------------------------------
 
     def start(self, payload: Any) -> tuple[Any, ...]:
-        """Convert the payload and run the handler up to its first wait or its end."""
-        try:
-            arg = self.to_lua(payload)
-        except (TypeError, RecursionError) as exc:
-            raise LuaError(f"{self._source.path}: the payload cannot enter Lua: {exc}") from None
-        try:
-            if self.per_call is None:
-                return self.co(None, None, arg)  # type: ignore[no-any-return]
-            self.deadline = self._call_deadline()
-            return self.co(self.deadline, self.per_call, arg)  # type: ignore[no-any-return]
-        except lupa_lua.LuaMemoryError as exc:
-            self.broken = True
-            self.co = None
-            raise LuaLimitExceeded(f"{self._source.path}: memory_limit exceeded") from exc
-        except lupa_lua.LuaError as exc:
+        """Run the handler up to its first wait or its end, with per-call limits set.
+
+        Callers on the hot path with `plain` states do `co(None, None, to_lua(payload))`
+        themselves; exceptions from either go through `translate`.
+        """
+        arg = self.to_lua(payload)
+        self.deadline = self._call_deadline()
+        return self.co(self.deadline, self.per_call, arg)  # type: ignore[no-any-return]
+
+    def translate(self, exc: BaseException) -> RelevoError | None:
+        """The relevo error for what escaped a call (None: let it through as it is)."""
+        path = self._source.path
+        if isinstance(exc, lupa_lua.LuaMemoryError):
+            self.broken, self.co = True, None
+            return LuaLimitExceeded(f"{path}: memory_limit exceeded")
+        if isinstance(exc, lupa_lua.LuaError):
             # Only a limit escapes the protected call: once hit, the hook raises on every
             # instruction, the error handler's included.
-            self.broken = True
-            self.co = None
+            self.broken, self.co = True, None
             message = str(exc).split("\n", 1)[0]
             if message.endswith(" exceeded"):
-                raise LuaLimitExceeded(message) from None
-            raise LuaError(message, str(exc)) from None
+                return LuaLimitExceeded(message)
+            return LuaError(message, str(exc))
+        if isinstance(exc, TypeError):  # says which value cannot enter or leave Lua
+            return LuaError(f"{path}: {exc}")
+        if isinstance(exc, RecursionError | UnicodeDecodeError):
+            return LuaError(
+                f"{path}: a value cannot cross between Python and Lua (a cyclic table, or "
+                f"a string that is not UTF-8): {exc}"
+            )
+        return None
 
     async def run(self, out: tuple[Any, ...]) -> Any:
         """Serve the handler's waits until it settles; `out` is what `start` returned."""
