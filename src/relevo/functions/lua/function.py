@@ -18,7 +18,7 @@ from relevo.errors import RelevoError
 from relevo.functions.base import Handler
 from relevo.functions.lua.errors import LuaLoadError
 from relevo.functions.lua.settings import LuaSettings
-from relevo.functions.lua.state import ACK, WAIT, YIELD, Limits, LuaState, Source
+from relevo.functions.lua.state import WAIT, YIELD, Limits, LuaState, Source
 
 
 class LuaFunction:
@@ -85,10 +85,10 @@ class LuaFunction:
         idle = self._idle
         state = idle.pop() if idle else self._new_state()
         try:
-            out = state.co(None, None, state.to_lua(payload)) if state.plain else state.start(
-                payload)
+            fast = state.fast
+            out = fast(state.to_lua(payload)) if fast is not None else state.start(payload)
             code = out[0]
-            if code == ACK:  # the hot path: no wait, no second coroutine
+            if code == 0:  # ACK, the hot path: no wait, no second coroutine
                 value = out[1]
                 return value if type(value) is not state.table_type else state.convert.from_lua(
                     value)

@@ -247,12 +247,16 @@ end
 
 -- Coroutines never reach Python (lupa would hand them back as functions): Python holds
 -- a stepper closure bound to one coroutine instead.
+-- Each comes with `fast(payload)`: a call start with no per-call limit to set.
 local function stepper(co)
   return function(dl, budget, ...)
     slice_deadline = nil
     if dl ~= nil then call_deadline = dl end
     if budget ~= nil then remaining = budget end
     return finish(co, co_resume(co, ...))
+  end, function(payload)
+    slice_deadline = nil
+    return finish(co, co_resume(co, payload))
   end
 end
 
@@ -269,17 +273,24 @@ local function keep_traceback(err)
   direct_traceback = debug_traceback(nil, 2)
   return err
 end
-local function leave(ok, ...)
+local function leave(ok, first, second)
   direct_running = false
-  if ok then return done(...) end
+  if ok then
+    if first ~= nil and first ~= false then return 0, first end
+    return done(first, second)
+  end
   if killed ~= nil then return 4, killed end
-  return 3, (...), direct_traceback
+  return 3, first, direct_traceback
 end
 local function direct(handler)
   return function(dl, budget, payload)
     slice_deadline = nil
     if dl ~= nil then call_deadline = dl end
     if budget ~= nil then remaining = budget end
+    direct_running = true
+    return leave(xpcall(handler, keep_traceback, payload))
+  end, function(payload)
+    slice_deadline = nil
     direct_running = true
     return leave(xpcall(handler, keep_traceback, payload))
   end
@@ -289,7 +300,7 @@ end
 local function boot(source, chunkname, method)
   local chunk, err = real_load(source, chunkname, "t", env)
   if not chunk then return nil, err end
-  return stepper(limited(co_create(function()
+  local step = stepper(limited(co_create(function()
     local result = chunk()
     if type(result) == "function" then return result end
     if type(result) == "table" then
@@ -306,6 +317,7 @@ local function boot(source, chunkname, method)
     end
     return nil, "the chunk must return a function or a table of functions, not " .. type(result)
   end)))
+  return step
 end
 
 -- Shape of a table for conversion to Python: 0 null, 1 list (values follow), 2 dict,

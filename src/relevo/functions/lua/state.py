@@ -84,6 +84,7 @@ class LuaState:
         "co",
         "convert",
         "deadline",
+        "fast",
         "handler_fn",
         "per_call",
         "plain",
@@ -126,7 +127,9 @@ class LuaState:
         self.table_type = self.convert.table_type
         self.to_lua = self.convert.to_lua
         self.handler_fn = self._boot(boot)
-        self.co: Any = self._worker(self.handler_fn)
+        self.co: Any = None
+        self.fast: Any = None
+        self.renew()
 
     def _boot(self, boot: Any) -> Any:
         source, limits = self._source, self._limits
@@ -168,12 +171,12 @@ class LuaState:
         """The relevo error for what escaped a call (None: let it through as it is)."""
         path = self._source.path
         if isinstance(exc, lupa_lua.LuaMemoryError):
-            self.broken, self.co = True, None
+            self.drop()
             return LuaLimitExceeded(f"{path}: memory_limit exceeded")
         if isinstance(exc, lupa_lua.LuaError):
             # Only a limit escapes the protected call: once hit, the hook raises on every
             # instruction, the error handler's included.
-            self.broken, self.co = True, None
+            self.drop()
             message = str(exc).split("\n", 1)[0]
             if message.endswith(" exceeded"):
                 return LuaLimitExceeded(message)
@@ -208,7 +211,7 @@ class LuaState:
             raise LuaLimitExceeded(f"{self._source.path}: memory_limit exceeded") from exc
         finally:
             if not finished:  # raised, cancelled or timed out mid-handler
-                self.co = None if self.broken else self._worker(self.handler_fn)
+                self.renew()
 
     async def _wait(self, op: str, args: tuple[Any, ...], call_deadline: float) -> tuple[Any, ...]:
         if call_deadline == math.inf:
@@ -234,11 +237,10 @@ class LuaState:
             value = self._convert_safe(out[1])
             return LuaHandlerError(value if isinstance(value, str) else repr(value), value)
         if code == KILLED:
-            self.broken = True
-            self.co = None
+            self.drop()
             raise LuaLimitExceeded(self._text(out[1]))
         error = self._raised(out)
-        self.co = None if self.broken else self._worker(self.handler_fn)  # that one died
+        self.renew()  # that coroutine died
         raise error
 
     def _raised(self, out: tuple[Any, ...]) -> LuaError:
@@ -261,6 +263,19 @@ class LuaState:
             return value
         return f"{self._source.chunkname.lstrip('@')}: Lua error object {value!r}"
 
+    def renew(self) -> None:
+        """A fresh worker (the last one raised, or was abandoned); none once broken."""
+        if self.broken:
+            self.co = self.fast = None
+            return
+        self.co, fast = self._worker(self.handler_fn)
+        self.fast = fast if self.plain else None
+
+    def drop(self) -> None:
+        """A limit was hit: this state is done for."""
+        self.broken = True
+        self.co = self.fast = None
+
     def close(self) -> None:
-        self.co = None
+        self.co = self.fast = None
         self.handler_fn = None
