@@ -1,26 +1,46 @@
-"""The Redis Streams driver against the shared contract, plus what only Redis promises."""
+"""The Redis Streams driver against the shared contract, plus what only Redis promises:
+crash recovery, leases, attempts across nacks, restarts, and a stream that stays small."""
 
 from __future__ import annotations
 
+import asyncio
+import shutil
+import signal
+import subprocess
+import sys
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
-from relevo.drivers.redis.driver import RedisDriver
+from relevo.drivers.base import QueueSpec
+from relevo.drivers.redis.driver import GROUP, RedisDriver
 from relevo.drivers.redis.settings import RedisSettings
+from relevo.errors import DriverUnavailable
 from tests.conftest import require_service
-from tests.drivers.conformance import DriverConformance
+from tests.drivers.conformance import Collector, DriverConformance, envelope
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.broker
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
+REPO = Path(__file__).resolve().parents[2]
+RESTART_REDIS = [
+    "redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port", "6379",
+    "--save", "", "--appendonly", "no", "--dir", "/var/lib/redis",
+    "--logfile", "/var/log/redis/ci.log",
+]
+
+MakeDriver = Callable[..., Awaitable[RedisDriver]]
 
 
-def settings(**overrides: object) -> RedisSettings:
-    """Settings with a key prefix no other test (or engineer) shares."""
-    values: dict[str, object] = {
+def settings(**overrides: Any) -> RedisSettings:
+    """Fast timings, and a key prefix no other test (or engineer) shares."""
+    values: dict[str, Any] = {
         "url": REDIS_URL,
         "key_prefix": f"relevo-test:{uuid.uuid4().hex[:12]}:",
         "claim_idle": 1.0,
@@ -33,13 +53,10 @@ def settings(**overrides: object) -> RedisSettings:
 
 
 async def delete_keys(prefix: str) -> None:
-    client = Redis.from_url(REDIS_URL)
-    try:
+    async with Redis.from_url(REDIS_URL) as client:
         keys = [key async for key in client.scan_iter(match=f"{prefix}*", count=1000)]
         if keys:
             await client.delete(*keys)
-    finally:
-        await client.aclose()
 
 
 @pytest.fixture
@@ -54,3 +71,247 @@ async def driver() -> AsyncIterator[RedisDriver]:
 
 class TestRedisConformance(DriverConformance):
     pass
+
+
+@pytest.fixture
+async def make_driver() -> AsyncIterator[MakeDriver]:
+    """Started drivers sharing one key prefix (like processes sharing one Redis)."""
+    require_service("redis", "127.0.0.1", 6379)
+    prefix = f"relevo-test:{uuid.uuid4().hex[:12]}:"
+    made: list[RedisDriver] = []
+
+    async def make(**overrides: Any) -> RedisDriver:
+        made.append(RedisDriver(settings(key_prefix=prefix, **overrides)))
+        await made[-1].start()
+        return made[-1]
+
+    yield make
+    for item in made:
+        await item.stop()
+    await delete_keys(prefix)
+
+
+@pytest.fixture
+async def raw() -> AsyncIterator[Redis]:
+    async with Redis.from_url(REDIS_URL) as client:
+        yield client
+
+
+async def declared(driver: RedisDriver, **options: Any) -> str:
+    name = f"q-{uuid.uuid4().hex[:8]}"
+    await driver.declare(QueueSpec(name, options))
+    return name
+
+
+async def wait_empty(driver: RedisDriver, queue: str, timeout_s: float = 10.0) -> None:
+    async def empty() -> bool:
+        return (await driver.info(queue)).message_count == 0
+
+    deadline = time.monotonic() + timeout_s
+    while not await empty():
+        assert time.monotonic() < deadline, f"{queue} never emptied: {await driver.info(queue)}"
+        await asyncio.sleep(0.02)
+
+
+# -- crash recovery and leases ------------------------------------------------------------
+
+
+async def test_entries_of_a_sigkilled_worker_are_reclaimed_and_processed_by_another(
+    make_driver: MakeDriver,
+) -> None:
+    survivor = await make_driver(claim_idle=0.5)
+    queue = await declared(survivor)
+    sent = [envelope(i) for i in range(20)]
+    await survivor.publish(queue, sent)
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.drivers.redis_worker", REDIS_URL,
+        survivor.settings.key_prefix, queue, "20", "0.5",
+        cwd=REPO, stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert worker.stdout is not None
+        line = await asyncio.wait_for(worker.stdout.readline(), 20)
+        assert line.strip() == b"holding 20"
+        assert (await survivor.info(queue)).in_flight == 20
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        await worker.wait()
+
+    sink = Collector(auto="ack")
+    sub = await survivor.attach(queue, sink, 50, {})
+    await sink.wait_for(20)
+    assert sorted(sink.ids) == sorted(e.id for e in sent)
+    assert {d.attempts for d in sink.deliveries} == {2}, "the killed delivery counts"
+    await wait_empty(survivor, queue)
+    # The dead consumer, empty and silent, leaves the group: only the survivor counts.
+    async def one_consumer() -> bool:
+        return (await survivor.info(queue)).consumer_count == 1
+
+    deadline = time.monotonic() + 10
+    while not await one_consumer():
+        assert time.monotonic() < deadline, await survivor.info(queue)
+        await asyncio.sleep(0.05)
+    await sub.close()
+
+
+async def test_a_handler_slower_than_claim_idle_is_not_delivered_twice(
+    make_driver: MakeDriver,
+) -> None:
+    busy, idle = await make_driver(claim_idle=0.3), await make_driver(claim_idle=0.3)
+    queue = await declared(busy)
+    await busy.publish(queue, [envelope(1)])
+    slow = Collector()
+    sub_slow = await busy.attach(queue, slow, 1, {})
+    await slow.wait_for(1)
+    watcher = Collector(auto="ack")
+    sub_watch = await idle.attach(queue, watcher, 10, {})
+    # The handler runs for 5x claim_idle while another consumer's reclaim loop watches.
+    await asyncio.sleep(1.5)
+    assert watcher.deliveries == []
+    assert len(slow.deliveries) == 1
+    assert slow.deliveries[0].ack() is True
+    await wait_empty(busy, queue)
+    assert watcher.deliveries == []
+    assert len(slow.deliveries) == 1
+    await sub_slow.close()
+    await sub_watch.close()
+
+
+async def test_a_consumer_re_reads_what_its_name_left_pending_before_claim_idle(
+    driver: RedisDriver, raw: Redis
+) -> None:
+    queue = await declared(driver)
+    sent = [envelope(i) for i in range(3)]
+    await driver.publish(queue, sent)
+    name = f"stable-{uuid.uuid4().hex[:6]}"
+    # A previous run under the same name read these and died.
+    await raw.xreadgroup(GROUP, name, {driver.stream(queue): ">"}, count=3)
+    sink = Collector(auto="ack")
+    started = time.monotonic()
+    sub = await driver.attach(queue, sink, 10, {"consumer_name": name})
+    await sink.wait_for(3)
+    assert time.monotonic() - started < driver.settings.claim_idle
+    assert sink.ids == [e.id for e in sent]
+    assert [d.attempts for d in sink.deliveries] == [2, 2, 2]
+    await wait_empty(driver, queue)
+    await sub.close()
+
+
+# -- nack, attempts, trimming ---------------------------------------------------------------
+
+
+async def test_each_nack_redelivers_at_once_with_one_attempt_more(
+    driver: RedisDriver, raw: Redis
+) -> None:
+    queue = await declared(driver)
+    sent = envelope(1, b'{"n": 1}', tenant="acme", priority=3)
+    await driver.publish(queue, [sent])
+    sink = Collector()
+    sub = await driver.attach(queue, sink, 5, {})
+    for count in range(1, 5):
+        await sink.wait_for(count)
+        if count < 4:
+            assert sink.deliveries[-1].nack() is True
+    assert [d.attempts for d in sink.deliveries] == [1, 2, 3, 4]
+    assert {d.id for d in sink.deliveries} == {sent.id}
+    assert all(d.headers == {"tenant": "acme", "priority": 3} for d in sink.deliveries)
+    sink.deliveries[-1].ack()
+    await wait_empty(driver, queue)
+    assert await raw.xlen(driver.stream(queue)) == 0, "requeues leave no entries behind"
+    await sub.close()
+
+
+async def test_maxlen_trims_the_stream_only_when_set(driver: RedisDriver, raw: Redis) -> None:
+    bounded, unbounded = await declared(driver, maxlen=100), await declared(driver)
+    batch = [envelope(i) for i in range(1000)]
+    await driver.publish(bounded, batch)
+    await driver.publish(unbounded, batch)
+    assert 100 <= await raw.xlen(driver.stream(bounded)) < 1000
+    assert await raw.xlen(driver.stream(unbounded)) == 1000
+
+
+async def test_the_stream_does_not_grow_after_10000_acked_messages(
+    driver: RedisDriver, raw: Redis
+) -> None:
+    queue = await declared(driver)
+    stream = driver.stream(queue)
+    sink = Collector(auto="ack")
+    sub = await driver.attach(queue, sink, 200, {})
+    for start in range(0, 10_000, 1000):
+        await driver.publish(queue, [envelope(i) for i in range(start, start + 1000)])
+    await sink.wait_for(10_000, timeout_s=30)
+    await wait_empty(driver, queue)
+    assert await raw.xlen(stream) == 0
+    assert (await raw.xpending(stream, GROUP))["pending"] == 0
+    memory = await raw.memory_usage(stream)
+    assert memory is not None
+    assert memory < 16_384, f"{memory} bytes left for an empty stream"
+    await sub.close()
+
+
+# -- outages ------------------------------------------------------------------------------
+
+
+async def test_an_unreachable_redis_fails_start_with_driver_unavailable() -> None:
+    driver = RedisDriver(settings(url="redis://127.0.0.1:1/0", publish_timeout=1.0))
+    started = time.monotonic()
+    with pytest.raises(DriverUnavailable):
+        await driver.start()
+    assert time.monotonic() - started < 3
+
+
+def redis_answers() -> bool:
+    result = subprocess.run(["redis-cli", "ping"], capture_output=True, text=True, check=False)
+    return result.stdout.strip() == "PONG"
+
+
+def stop_redis() -> None:
+    subprocess.run(
+        ["redis-cli", "shutdown", "nosave"], check=False,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+
+
+def start_redis() -> None:
+    if not redis_answers():
+        # The daemon inherits our descriptors: no pipes, or run() waits for it forever.
+        subprocess.run(
+            RESTART_REDIS, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+
+
+@pytest.mark.slow
+async def test_consumers_resume_and_publishes_wait_when_redis_restarts(
+    make_driver: MakeDriver,
+) -> None:
+    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
+        pytest.skip("needs redis-server and redis-cli to restart Redis")
+    patient = await make_driver(publish_timeout=15.0)
+    hasty = await make_driver(publish_timeout=0.3)
+    queue = await declared(patient)
+    await hasty.declare(QueueSpec(queue, {}))
+    sink = Collector(auto="ack")
+    sub = await patient.attach(queue, sink, 50, {})
+    before = [envelope(f"before{i}") for i in range(20)]
+    await patient.publish(queue, before)
+    await sink.wait_for(20)
+    try:
+        await asyncio.to_thread(stop_redis)
+        await wait_until(lambda: not redis_answers(), 10, "redis to stop")
+        started = time.monotonic()
+        with pytest.raises(DriverUnavailable):
+            await hasty.publish(queue, [envelope("lost")])
+        assert time.monotonic() - started < 2, "a publish must not hang past its timeout"
+        during = envelope("during")
+        waiting = asyncio.create_task(patient.publish(queue, [during]))
+        await asyncio.sleep(0.3)
+        assert not waiting.done()
+    finally:
+        await asyncio.to_thread(start_redis)
+    await wait_until(redis_answers, 10, "redis to answer again")
+    await asyncio.wait_for(waiting, 15)
+    after = [envelope(f"after{i}") for i in range(20)]
+    await patient.publish(queue, after)
+    await sink.wait_for(41, timeout_s=15)
+    assert sorted(sink.ids[20:]) == sorted(e.id for e in [during, *after])
+    await sub.close()

@@ -7,6 +7,8 @@ and so a command is never silently sent twice.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import tempfile
 from collections.abc import Iterator
@@ -18,6 +20,8 @@ from redis.backoff import NoBackoff
 
 from relevo.drivers.redis.settings import RedisSettings
 from relevo.drivers.settings import TlsSettings
+
+logger = logging.getLogger("relevo.drivers.redis")
 
 READ_MARGIN_S = 10.0
 """How much longer than a blocking read a socket read may take before it counts as dead."""
@@ -78,3 +82,14 @@ def backoff_s(settings: RedisSettings) -> Iterator[float]:
     while True:
         yield delay
         delay = min(delay * 2, settings.reconnect_max_delay)
+
+
+async def stop_task(task: asyncio.Task[None], timeout_s: float = 2.0) -> None:
+    """Cancel a task and wait for it, boundedly: loops also check a flag, in case a client
+    library turns the cancellation into a connection error and it is swallowed."""
+    if task.done():
+        return
+    task.cancel()
+    await asyncio.wait({task}, timeout=timeout_s)
+    if task.done() and not task.cancelled() and task.exception() is not None:
+        logger.warning("redis task %s ended with %r", task.get_name(), task.exception())

@@ -10,14 +10,13 @@ gives up on its own after `publish_timeout` with DriverUnavailable.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
 
-from relevo.drivers.redis.connection import backoff_s
+from relevo.drivers.redis.connection import backoff_s, stop_task
 from relevo.drivers.redis.fields import encode
 from relevo.drivers.redis.settings import RedisSettings
 from relevo.drivers.redis.subscription import NETWORK_ERRORS
@@ -79,9 +78,7 @@ class Publisher:
 
     async def close(self) -> None:
         if self._writer is not None:
-            self._writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
+            await stop_task(self._writer)
             self._writer = None
         for request in self._pending:
             if not request.future.done():

@@ -16,7 +16,6 @@ Three tasks per subscription:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
 from collections.abc import Awaitable, Callable
@@ -26,7 +25,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError, NoScriptError, ResponseError, TimeoutError
 
 from relevo.drivers.base import DeliverySink
-from relevo.drivers.redis.connection import backoff_s
+from relevo.drivers.redis.connection import backoff_s, stop_task
 from relevo.drivers.redis.fields import ATTEMPTS, BODY, HEADERS, ID, decode_headers
 from relevo.drivers.redis.scripts import RECLAIM, REQUEUE
 from relevo.drivers.redis.settings import RedisSettings
@@ -71,6 +70,7 @@ class RedisSubscription:
         self._has_credit = asyncio.Event()
         self._has_credit.set()
         self._dirty = asyncio.Event()
+        self._cancelled = False
         self._closing = False
         self._closed = False
         self._block_ms = max(1, int(settings.block * 1000))
@@ -85,7 +85,7 @@ class RedisSubscription:
     async def _read_loop(self) -> None:
         cursor: bytes | None = b"0"  # own pending entries first, then only new ones
         delays = None
-        while True:
+        while not self._cancelled:
             if self.credit <= 0:
                 self._has_credit.clear()
                 await self._has_credit.wait()
@@ -240,7 +240,7 @@ class RedisSubscription:
 
     async def _keep_loop(self) -> None:
         period = self.settings.claim_idle / 3
-        while True:
+        while not self._closed:
             try:
                 await self._reclaim()
                 await asyncio.sleep(period)
@@ -271,11 +271,8 @@ class RedisSubscription:
     # -- stopping ---------------------------------------------------------------------
 
     async def cancel(self) -> None:
-        if self._reader.done():
-            return
-        self._reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._reader
+        self._cancelled = True
+        await stop_task(self._reader)
 
     async def close(self) -> None:
         """Stop reading, flush settlements, give back the rest at once, leave the group."""
@@ -297,11 +294,8 @@ class RedisSubscription:
             logger.warning("redis close on %s could not give entries back (%s); they "
                            "return after claim_idle", self.stream, exc)
         finally:
-            self._flusher.cancel()
-            self._keeper.cancel()
-            for task in (self._flusher, self._keeper):
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            await stop_task(self._flusher)
+            await stop_task(self._keeper)
 
     async def _give_back(self, held: list[bytes]) -> None:
         if held:  # a handler had them: each counts as a failed attempt
@@ -313,3 +307,4 @@ class RedisSubscription:
         if rest:
             await self._requeue([row["message_id"] for row in rest], 0)
         await self.client.xgroup_delconsumer(self.stream, self.group, self.consumer)
+
