@@ -183,3 +183,21 @@ async def test_a_cancelled_call_leaves_a_usable_state(make_lua: MakeLua) -> None
     with pytest.raises(asyncio.CancelledError):
         await task
     assert await handle(fn, "fast") == "fast"
+
+
+async def test_a_bare_yield_lets_the_loop_breathe_in_a_handler_that_can_wait(
+    make_lua: MakeLua,
+) -> None:
+    fn = await make_lua("""\
+        return function()
+          for i = 1, 3 do coroutine.yield() end
+          return "after three yields"
+        end
+        """, modules=["time"])
+    assert await handle(fn, None) == "after three yields"
+
+
+async def test_a_bare_yield_in_a_handler_that_cannot_wait_is_an_error(make_lua: MakeLua) -> None:
+    fn = await make_lua("return function() coroutine.yield() end", modules=["json"])
+    with pytest.raises(LuaError, match="yield"):
+        await handle(fn, None)
