@@ -100,7 +100,7 @@ async def test_the_documented_handler_runs_on_a_broker(
 
 
 def lua_app(tmp_path: Path, handler: str, *, modules: str = "[json, logger, queue, time]",
-            concurrency: int = 4, dead_letter: str = "") -> Path:
+            concurrency: int = 4, dead_letter: str = "", limits: str = "") -> Path:
     return write_app(tmp_path, f"""\
         - name: mem
           kind: queue.driver.memory
@@ -118,6 +118,7 @@ def lua_app(tmp_path: Path, handler: str, *, modules: str = "[json, logger, queu
           kind: function.lua
           source: file://handler.lua
           modules: {modules}
+          {limits}
         - name: task_consumer
           kind: queue.consumer
           queue: tasks
@@ -218,10 +219,8 @@ async def test_a_runaway_lua_handler_is_nacked_and_the_others_keep_working(
           if body.spin then while true do end end
           logger.info("ok", {id = body.id})
         end
-        """, dead_letter="  dead_letter: {queue: dead, max_attempts: 1}")
-    path.write_text(path.read_text().replace(
-        "modules: [json, logger, queue, time]",
-        "modules: [json, logger, queue, time]\n    max_blocking: 50ms"))
+        """, dead_letter="  dead_letter: {queue: dead, max_attempts: 1}",
+        limits="max_blocking: 50ms")
     async with relevo.load(path) as app:
         await app.publish("app:tasks", {"id": "spin", "spin": True})
         await app.publish_batch("app:tasks", [{"id": str(n)} for n in range(10)])
