@@ -68,7 +68,7 @@ async def bare_loop() -> float:
 async def relevo_drain() -> float:
     app = relevo.load(app_folder(APP))
     async with app:
-        for start in range(0, N, 10_000):
+        for _ in range(0, N, 10_000):
             await app.publish_batch("bench:tasks", [BODY] * 10_000)
         done = countdown.arm(N)
         start = time.perf_counter()

@@ -19,8 +19,9 @@ DB = HERE / "results.db"
 os.environ["QUICKSTART_DB"] = str(DB)
 sys.path.insert(0, str(HERE))
 
-import relevo  # noqa: E402
 from tasks import connect  # noqa: E402
+
+import relevo  # noqa: E402
 
 
 def make_tasks() -> list[dict[str, object]]:
@@ -43,11 +44,14 @@ def counts() -> tuple[int, int, int]:
     return acked, nacked, dead
 
 
-async def main() -> int:
-    logging.basicConfig(level=logging.ERROR)  # the failures are on purpose; keep the bar clean
+def reset_db() -> None:
     for suffix in ("", "-wal", "-shm"):
         Path(f"{DB}{suffix}").unlink(missing_ok=True)
     connect(DB).close()
+
+
+async def main() -> int:
+    logging.basicConfig(level=logging.ERROR)  # the failures are on purpose; keep the bar clean
     console = Console()
     app = relevo.load(HERE / "app.yaml")
     tasks = make_tasks()
@@ -63,7 +67,7 @@ async def main() -> int:
             bar = progress.add_task("processing", total=TASKS)
             deadline = time.monotonic() + 50
             while True:
-                acked, nacked, dead = counts()
+                acked, nacked, dead = await asyncio.to_thread(counts)
                 progress.update(bar, completed=acked + dead,
                                 description=f"acked {acked:,} · nacked {nacked:,} · dead {dead:,}")
                 if acked + dead >= TASKS or time.monotonic() > deadline:
@@ -94,4 +98,5 @@ async def main() -> int:
 
 
 if __name__ == "__main__":
+    reset_db()
     sys.exit(asyncio.run(main()))
