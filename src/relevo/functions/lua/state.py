@@ -74,7 +74,12 @@ def _deny_attributes(obj: Any, name: Any, is_setting: bool) -> NoReturn:
 
 
 class LuaState:
-    """A sandboxed lupa runtime with the handler loaded and a reusable worker coroutine."""
+    """A sandboxed lupa runtime with the handler loaded and a reusable worker.
+
+    The worker is a pair of Lua closures, `co` (start with limits, or resume after a
+    wait) and `fast` (start with none to set): around a coroutine when the handler can
+    wait, around a protected direct call otherwise.
+    """
 
     __slots__ = (
         "_limits",
@@ -160,8 +165,8 @@ class LuaState:
     def start(self, payload: Any) -> tuple[Any, ...]:
         """Run the handler up to its first wait or its end, with per-call limits set.
 
-        Callers on the hot path with `plain` states do `co(None, None, to_lua(payload))`
-        themselves; exceptions from either go through `translate`.
+        On the hot path (`plain` states) callers do `fast(to_lua(payload))` instead;
+        exceptions from either go through `translate`.
         """
         arg = self.to_lua(payload)
         self.deadline = self._call_deadline()
@@ -206,10 +211,7 @@ class LuaState:
                     finished = True
                     return self.settlement(out)
                 out = self.co(None, None, *answer)
-        except lupa_lua.LuaMemoryError as exc:
-            self.broken = True
-            raise LuaLimitExceeded(f"{self._source.path}: memory_limit exceeded") from exc
-        finally:
+        finally:  # what escapes is translated by the caller (`translate`)
             if not finished:  # raised, cancelled or timed out mid-handler
                 self.renew()
 
