@@ -6,10 +6,12 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from relevo.consumer.settle import nack_reason
 from relevo.errors import RelevoError
 from relevo.functions.lua.errors import LuaError, LuaHandlerError, LuaLoadError
+from relevo.functions.lua.settings import LuaSettings
 from tests.unit.functions.conftest import FIXTURES, MakeLua, handle
 
 
@@ -201,3 +203,23 @@ async def test_a_bare_yield_in_a_handler_that_cannot_wait_is_an_error(make_lua: 
     fn = await make_lua("return function() coroutine.yield() end", modules=["json"])
     with pytest.raises(LuaError, match="yield"):
         await handle(fn, None)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("source", "handler.lua"), ("source", "file://"), ("modules", ["os"]),
+     ("max_blocking", "-1s"), ("max_instructions", 10), ("memory_limit", 1024),
+     ("timeout", 0)],
+)
+def test_bad_settings_are_config_errors(field: str, value: object) -> None:
+    settings = {"source": "file:///abs/handler.lua", field: value}
+    with pytest.raises(ValidationError):
+        LuaSettings.model_validate(settings)
+
+
+def test_settings_default_to_a_quarter_second_of_blocking_and_no_other_limit() -> None:
+    settings = LuaSettings.model_validate({"source": "file:///abs/handler.lua"})
+    assert (settings.max_blocking, settings.timeout, settings.max_instructions,
+            settings.memory_limit, settings.modules) == (0.25, None, None, None, [])
+    assert LuaSettings.model_validate(
+        {"source": "file:///abs/handler.lua", "max_blocking": None}).max_blocking is None
