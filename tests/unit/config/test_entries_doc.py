@@ -26,6 +26,7 @@ from relevo.durations import parse_duration_s
 from relevo.functions.lua.settings import LuaSettings
 from relevo.functions.python_settings import PythonSettings
 
+ROW = re.compile(r"\| `(\w+)` \| ([^|]*)\| ([^|]*)\|")
 DOC = Path(__file__).resolve().parents[3] / "docs" / "entries.md"
 
 SECTIONS: dict[str, type[BaseModel]] = {
@@ -56,7 +57,7 @@ def documented() -> dict[str, dict[str, tuple[str, str]]]:
     for line in DOC.read_text().splitlines():
         if line.startswith("### "):
             current = sections.setdefault(line[4:].strip(), {})
-        elif current is not None and (match := re.match(r"\| `(\w+)` \| ([^|]*)\| ([^|]*)\|", line)):
+        elif current is not None and (match := ROW.match(line)):
             current[match.group(1)] = (match.group(2).strip(), match.group(3).strip())
     return sections
 
