@@ -1,6 +1,6 @@
 """Lua handlers next to the equivalent Python handlers, through the whole App, same run.
 
-    .venv/bin/python -m benchmarks.bench_lua [--messages 100000] [--rounds 3]
+    .venv/bin/python -m benchmarks.bench_lua [--messages 100000] [--rounds 5]
 
 Each case drains `--messages` messages from a memory queue through a consumer shaped
 like the documented application (concurrency 4, prefetch 20): the queue is filled
@@ -129,6 +129,6 @@ async def main(count: int, rounds: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=100_000)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     asyncio.run(main(args.messages, args.rounds))
