@@ -21,14 +21,16 @@ from relevo.message import Envelope, Headers
 ID, BODY, HEADERS, ATTEMPTS = b"i", b"b", b"h", b"a"
 
 
-def encode(envelope: Envelope) -> dict[Any, Any]:
-    """The XADD field map of an envelope."""
-    fields: dict[Any, Any] = {ID: envelope.id, BODY: envelope.body}
+def encode(envelope: Envelope) -> tuple[Any, ...]:
+    """The XADD field/value arguments of an envelope."""
     if envelope.headers:
-        fields[HEADERS] = msgpack.packb(envelope.headers)
+        if envelope.attempts:
+            return (ID, envelope.id, BODY, envelope.body, HEADERS,
+                    msgpack.packb(envelope.headers), ATTEMPTS, envelope.attempts)
+        return (ID, envelope.id, BODY, envelope.body, HEADERS, msgpack.packb(envelope.headers))
     if envelope.attempts:
-        fields[ATTEMPTS] = envelope.attempts
-    return fields
+        return (ID, envelope.id, BODY, envelope.body, ATTEMPTS, envelope.attempts)
+    return (ID, envelope.id, BODY, envelope.body)
 
 
 def decode_headers(raw: bytes | None) -> Headers | None:

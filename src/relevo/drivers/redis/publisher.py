@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -30,7 +31,7 @@ Recreate = Callable[[str], Awaitable[bool]]
 
 
 class _Request:
-    __slots__ = ("envelopes", "future", "maxlen", "queue", "stream")
+    __slots__ = ("deadline", "envelopes", "future", "maxlen", "queue", "stream")
 
     def __init__(
         self,
@@ -39,12 +40,14 @@ class _Request:
         maxlen: int | None,
         envelopes: Sequence[Envelope],
         future: asyncio.Future[None],
+        deadline: float,
     ) -> None:
         self.queue = queue
         self.stream = stream
         self.maxlen = maxlen
         self.envelopes = envelopes
         self.future = future
+        self.deadline = deadline
 
 
 class Publisher:
@@ -55,6 +58,11 @@ class Publisher:
         self.settings = settings
         self._recreate = recreate
         self._pending: list[_Request] = []
+        # Every unresolved request, oldest first. The timeout is the same for all, so the
+        # oldest has the nearest deadline and one timer serves them all (a timer per
+        # publish costs more than the rest of the publish path).
+        self._outstanding: deque[_Request] = deque()
+        self._timer: asyncio.TimerHandle | None = None
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
 
@@ -63,27 +71,50 @@ class Publisher:
     ) -> None:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
-        self._pending.append(_Request(queue, stream, maxlen, envelopes, future))
+        request = _Request(
+            queue, stream, maxlen, envelopes, future, loop.time() + self.settings.publish_timeout
+        )
+        self._pending.append(request)
+        outstanding = self._outstanding
+        while outstanding and outstanding[0].future.done():
+            outstanding.popleft()
+        outstanding.append(request)
+        if self._timer is None:
+            self._timer = loop.call_at(request.deadline, self._expire)
         self._wake.set()
         if self._writer is None:
-            self._writer = asyncio.create_task(self._write_loop(), name="relevo-redis-publish")
-        try:
-            async with asyncio.timeout(self.settings.publish_timeout):
-                await future
-        except TimeoutError:
-            raise DriverUnavailable(
-                f"redis publish to {queue!r} did not complete within the publish timeout "
-                f"of {self.settings.publish_timeout}s"
-            ) from None
+            self._writer = loop.create_task(self._write_loop(), name="relevo-redis-publish")
+        await future
+
+    def _expire(self) -> None:
+        """Fail every request past its deadline; re-arm for the oldest one left."""
+        self._timer = None
+        outstanding = self._outstanding
+        now = asyncio.get_running_loop().time()
+        while outstanding and (outstanding[0].future.done() or outstanding[0].deadline <= now):
+            request = outstanding.popleft()
+            if not request.future.done():
+                request.future.set_exception(DriverUnavailable(
+                    f"redis publish to {request.queue!r} did not complete within the "
+                    f"publish timeout of {self.settings.publish_timeout}s"
+                ))
+        if outstanding:
+            self._timer = asyncio.get_running_loop().call_at(
+                outstanding[0].deadline, self._expire
+            )
 
     async def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._writer is not None:
             await stop_task(self._writer)
             self._writer = None
-        for request in self._pending:
+        for request in self._outstanding:
             if not request.future.done():
                 request.future.set_exception(DriverUnavailable("redis driver stopped"))
         self._pending = []
+        self._outstanding.clear()
 
     async def _write_loop(self) -> None:
         delays = None
@@ -116,11 +147,11 @@ class Publisher:
     async def _send(self, batch: list[_Request]) -> list[_Request]:
         """One pipeline for the whole batch; returns the requests to send again."""
         pipe = self.client.pipeline(transaction=False)
-        xadd = pipe.xadd
+        command = pipe.execute_command
         for request in batch:
-            stream, maxlen = request.stream, request.maxlen
+            head = _xadd_head(request.stream, request.maxlen)
             for envelope in request.envelopes:
-                xadd(stream, encode(envelope), maxlen=maxlen, approximate=True, nomkstream=True)
+                command(*head, *encode(envelope))
         results = await pipe.execute(raise_on_error=False)
         retry: list[_Request] = []
         position = 0
@@ -138,6 +169,13 @@ class Publisher:
             else:
                 request.future.set_exception(failure)
         return retry
+
+
+def _xadd_head(stream: str, maxlen: int | None) -> tuple[Any, ...]:
+    """XADD up to its fields: NOMKSTREAM (an undeclared queue is not created) and the trim."""
+    if maxlen is None:
+        return ("XADD", stream, "NOMKSTREAM", "*")
+    return ("XADD", stream, "NOMKSTREAM", "MAXLEN", "~", maxlen, "*")
 
 
 def _failure(request: _Request, replies: list[Any]) -> Exception | None:
