@@ -86,7 +86,7 @@ class FakeRuntime:
     """The running app as handlers see it: records publishes, answers info."""
 
     def __init__(self) -> None:
-        self.loop = asyncio.get_running_loop()
+        self.loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         self.published: list[tuple[str, Any, Headers | None]] = []
 
     async def publish(self, queue_id: str, data: Any, headers: Headers | None = None) -> str:

@@ -119,7 +119,7 @@ async def test_logger_levels_fields_and_both_call_styles(
         ("relevo.lua.app:fn", logging.ERROR, "e"),
         ("relevo.lua.app:fn", logging.INFO, "p\t1"),
     ]
-    assert caplog.records[1].lua_fields == {"task_id": "t-1"}
+    assert caplog.records[1].__dict__["lua_fields"] == {"task_id": "t-1"}
 
 
 async def test_logger_skips_disabled_levels(
