@@ -10,8 +10,10 @@ awaited on the loop, which is how N workers overlap their I/O. See docs/function
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from relevo.errors import RelevoError
@@ -35,15 +37,19 @@ class LuaFunction:
         self.settings = settings
         self.workers = max(1, workers)
         self.log = logging.getLogger(f"relevo.lua.{entry_id}")
+        blocking = settings.max_blocking
+        if settings.run_in_thread and "max_blocking" not in settings.model_fields_set:
+            blocking = None  # off the loop, long computations are what threads are for
         self.limits = Limits(
             timeout_s=settings.timeout,
-            max_blocking_s=settings.max_blocking,
+            max_blocking_s=blocking,
             max_instructions=settings.max_instructions,
             memory_limit=settings.memory_limit,
         )
         self._source: Source | None = None
         self._idle: list[LuaState] = []
         self._keep = 0  # idle states kept: `workers` while loaded, 0 once closed
+        self._threads: ThreadPoolExecutor | None = None
 
     @property
     def path(self) -> str:
@@ -65,16 +71,21 @@ class LuaFunction:
         )
         self._keep = self.workers
         self._idle = [self._new_state()]  # compiles and runs the chunk: errors surface now
+        if self.settings.run_in_thread and self._threads is None:
+            self._threads = ThreadPoolExecutor(self.workers, thread_name_prefix="relevo-lua")
 
     async def close(self) -> None:
         self._keep = 0
         for state in self._idle:
             state.close()
         self._idle.clear()
+        if self._threads is not None:
+            self._threads.shutdown(wait=False, cancel_futures=True)
+            self._threads = None
 
     @property
     def handler(self) -> Handler:
-        return self._call
+        return self._call_in_thread if self.settings.run_in_thread else self._call
 
     def _new_state(self) -> LuaState:
         if self._source is None:
@@ -106,6 +117,42 @@ class LuaFunction:
             if state.co is not None and len(idle) < self._keep:
                 idle.append(state)
             else:  # broken by a limit, closed, or more states than workers
+                state.close()
+
+    async def _call_in_thread(self, payload: Any) -> Any:
+        """`run_in_thread`: each run of Lua code goes to a worker thread, waits stay here.
+
+        The thread runs in a copy of this context, so `queue.message()` finds the delivery.
+        A call cancelled while its thread runs Lua leaves the state to that thread: the
+        state is dropped, never handed to another call.
+        """
+        idle = self._idle
+        state = idle.pop() if idle else self._new_state()
+        loop = asyncio.get_running_loop()
+        threads, context = self._threads, contextvars.copy_context()
+
+        async def resume(co: Any, *answer: Any) -> tuple[Any, ...]:
+            return await loop.run_in_executor(threads, context.run, co, None, None, *answer)
+
+        try:
+            out = await loop.run_in_executor(threads, context.run, state.start, payload)
+            if out[0] in (WAIT, YIELD):
+                return await state.run(out, resume)
+            return state.settlement(out)
+        except RelevoError:
+            raise
+        except asyncio.CancelledError:
+            state.drop()
+            raise
+        except BaseException as exc:
+            translated = state.translate(exc)
+            if translated is None:
+                raise
+            raise translated from None
+        finally:
+            if state.co is not None and len(idle) < self._keep:
+                idle.append(state)
+            else:
                 state.close()
 
     @property

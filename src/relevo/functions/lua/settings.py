@@ -18,7 +18,9 @@ class LuaSettings(StrictModel):
     Limits (docs/functions/lua.md): `timeout` bounds a whole call, waits included;
     `max_blocking` bounds Lua running without yielding, i.e. how long one handler may
     hold the event loop (null disables it); `max_instructions` bounds a call's Lua
-    instructions; `memory_limit` caps each Lua state, in bytes.
+    instructions; `memory_limit` caps each Lua state, in bytes. `run_in_thread` runs the
+    Lua code in worker threads (lupa releases the GIL), off the event loop; there
+    `max_blocking` applies only when set explicitly.
     """
 
     source: str
@@ -28,6 +30,7 @@ class LuaSettings(StrictModel):
     max_blocking: DurationS | None = Field(default=0.25, gt=0)  # per run between yields
     max_instructions: int | None = Field(default=None, ge=1000)  # per call
     memory_limit: int | None = Field(default=None, ge=1024 * 1024)  # bytes per Lua state
+    run_in_thread: bool = False  # run Lua in worker threads: for handlers that compute long
 
     @field_validator("source")
     @classmethod

@@ -8,6 +8,7 @@ import asyncio
 import logging
 import math
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -67,6 +68,10 @@ class Source:
     text: str
     method: str | None
     modules: list[str]
+
+
+Resume = Callable[..., Awaitable[tuple[Any, ...]]]
+"""`await resume(co, *answer)`: resume a worker somewhere and return what it reported."""
 
 
 def _deny_attributes(obj: Any, name: Any, is_setting: bool) -> NoReturn:
@@ -195,8 +200,12 @@ class LuaState:
             )
         return None
 
-    async def run(self, out: tuple[Any, ...]) -> Any:
-        """Serve the handler's waits until it settles; `out` is what `start` returned."""
+    async def run(self, out: tuple[Any, ...], resume: Resume | None = None) -> Any:
+        """Serve the handler's waits until it settles; `out` is what `start` returned.
+
+        `resume` runs the resumption elsewhere (a worker thread); by default it is a plain
+        call on the event loop.
+        """
         call_deadline = self.deadline
         finished = False
         try:
@@ -210,7 +219,15 @@ class LuaState:
                 else:
                     finished = True
                     return self.settlement(out)
-                out = self.co(None, None, *answer)
+                if resume is None:
+                    out = self.co(None, None, *answer)
+                else:
+                    out = await resume(self.co, *answer)
+        except asyncio.CancelledError:
+            if resume is not None:  # a thread may still be running Lua in this state
+                finished = True
+                self.drop()
+            raise
         finally:  # what escapes is translated by the caller (`translate`)
             if not finished:  # raised, cancelled or timed out mid-handler
                 self.renew()
