@@ -9,7 +9,8 @@ first with the consumer stopped, then the consumer is started and the clock runs
 is kept, and the ratio Lua/Python is what the target (>= 60%) refers to.
 
 A Lua function whose modules include `time` or `queue` can wait, so its handler runs as a
-coroutine; the others are called directly. "trivial, can wait" shows the coroutine cost.
+coroutine; the others are called directly. "trivial, can wait" shows the coroutine cost,
+"trivial, in threads" the cost of `run_in_thread` (a thread hop per call).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class Case:
     lua: str  # handler source
     modules: str  # the Lua function's `modules`: with time or queue it runs as a coroutine
     python: str  # "module:callable"
+    settings: str = ""  # more fields of the Lua function entry
 
 
 TRIVIAL = "return function(body) return true end"
@@ -59,6 +61,8 @@ CASES = [
         """), "[json, logger]", "benchmarks.bench_lua:py_decode"),
     Case("trivial, can wait", TRIVIAL, "[json, queue, time]",
          "benchmarks.bench_lua:py_trivial"),
+    Case("trivial, in threads", TRIVIAL, "[json]", "benchmarks.bench_lua:py_trivial",
+         "run_in_thread: true"),
 ]
 
 APP = """\
@@ -74,6 +78,7 @@ entries:
     kind: function.lua
     source: file://handler.lua
     modules: {modules}
+    {settings}
   - name: py_fn
     kind: function.python
     handler: "{python}"
@@ -95,7 +100,8 @@ entries:
 async def drain(folder: Path, case: Case, consumer: str, count: int) -> float:
     """Messages per second through `consumer` once `count` messages wait in the queue."""
     (folder / "handler.lua").write_text(case.lua)
-    (folder / "app.yaml").write_text(APP.format(python=case.python, modules=case.modules))
+    (folder / "app.yaml").write_text(
+        APP.format(python=case.python, modules=case.modules, settings=case.settings))
     async with relevo.load(folder / "app.yaml") as app:
         await app.start("bench:tasks")
         for first in range(0, count, CHUNK):
