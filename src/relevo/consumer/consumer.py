@@ -52,7 +52,7 @@ class Consumer:
         )
         pool.start()
         self._pool = pool
-        put = pool.buffer.put_nowait
+        put = pool.buffer.put
         router = self.dead_letter
 
         def sink(delivery: Delivery) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +19,42 @@ from relevo.functions.base import Handler
 from relevo.message import Delivery
 
 log = logging.getLogger("relevo.consumer")
+
+
+class DeliveryBuffer:
+    """An unbounded FIFO on one event loop: what asyncio.Queue does, minus the bookkeeping
+    (maxsize, putters, task_done) that costs on every message and that credit makes moot."""
+
+    __slots__ = ("items", "waiters")
+
+    def __init__(self) -> None:
+        self.items: deque[Delivery | None] = deque()
+        self.waiters: deque[asyncio.Future[None]] = deque()
+
+    def put(self, item: Delivery | None) -> None:
+        self.items.append(item)
+        self._wake_one()
+
+    def _wake_one(self) -> None:
+        waiters = self.waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    async def get(self) -> Delivery | None:
+        items = self.items
+        while not items:
+            waiter = asyncio.get_running_loop().create_future()
+            self.waiters.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled() and items:
+                    self._wake_one()  # woken, then cancelled: pass the wake-up on
+                raise
+        return items.popleft()
 
 _YIELD_EVERY = 64  # a worker whose handler never awaits still lets the loop breathe
 
@@ -38,7 +75,7 @@ class WorkerPool:
         self.concurrency = concurrency
         self.auto_ack = auto_ack
         self.runtime = runtime
-        self.buffer: asyncio.Queue[Delivery | None] = asyncio.Queue()
+        self.buffer = DeliveryBuffer()
         self.workers: list[asyncio.Task[None]] = []
         self.failure: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
 
@@ -51,17 +88,15 @@ class WorkerPool:
 
     def take_buffered(self) -> list[Delivery]:
         """Empty the buffer: deliveries no worker has started."""
-        taken: list[Delivery] = []
-        while not self.buffer.empty():
-            item = self.buffer.get_nowait()
-            if item is not None:
-                taken.append(item)
+        items = self.buffer.items
+        taken = [item for item in items if item is not None]
+        items.clear()
         return taken
 
     async def stop(self, timeout_s: float) -> bool:
         """Let running handlers finish within `timeout_s`; cancel the rest. True if none was."""
         for _ in self.workers:
-            self.buffer.put_nowait(None)  # one stop signal per worker, behind any work
+            self.buffer.put(None)  # one stop signal per worker, behind any work
         if not self.workers:
             return True
         _, pending = await asyncio.wait(self.workers, timeout=timeout_s)
