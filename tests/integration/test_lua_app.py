@@ -140,8 +140,9 @@ def lua_app(tmp_path: Path, handler: str, *, modules: str = "[json, logger, queu
         """, handler__lua=handler)
 
 
+@pytest.mark.parametrize("limits", ["", "run_in_thread: true"], ids=["on the loop", "threads"])
 async def test_a_lua_error_nacks_and_the_message_is_redelivered(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, limits: str
 ) -> None:
     caplog.set_level(logging.INFO, logger="relevo.lua")
     path = lua_app(tmp_path, """\
@@ -153,7 +154,7 @@ async def test_a_lua_error_nacks_and_the_message_is_redelivered(
           if attempts < 3 then error("transient failure " .. attempts) end
           return true
         end
-        """)
+        """, limits=limits)
     async with relevo.load(path) as app:
         await app.publish("app:tasks", {"id": "t-1"})
         await wait_until(lambda: len(handled(caplog, "attempt")) == 3, what="three attempts")
