@@ -212,3 +212,13 @@ async def test_a_memory_limit_too_small_for_a_state_fails_load(make_lua: MakeLua
     big = "local s = string.rep('x', 2 * 1024 * 1024) return function() return #s end"
     with pytest.raises(LuaLoadError, match="memory_limit exceeded while loading"):
         await make_lua(big, memory_limit=1024 * 1024)
+
+
+async def test_unsafe_libraries_are_given_only_when_listed(make_lua: MakeLua) -> None:
+    fn = await make_lua("""\
+        return function()
+          return {type(os), type(io), type(debug), os and type(os.time()) or "none",
+                  type(require("os"))}
+        end
+        """, unsafe_libraries=["os"])
+    assert await handle(fn, None) == ["table", "nil", "nil", "number", "table"]

@@ -68,6 +68,7 @@ class LuaFunction:
             text=text,
             method=self.settings.method,
             modules=list(self.settings.modules),
+            unsafe_libraries=list(self.settings.unsafe_libraries),
         )
         self._keep = self.workers
         self._idle = [self._new_state()]  # compiles and runs the chunk: errors surface now

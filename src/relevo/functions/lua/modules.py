@@ -31,9 +31,12 @@ _LEVELS = {
 class Host:
     """Host callables for one Lua state; `table()` is what the bootstrap receives."""
 
-    def __init__(self, log: logging.Logger, modules: list[str]) -> None:
+    def __init__(
+        self, log: logging.Logger, modules: list[str], unsafe_libraries: list[str]
+    ) -> None:
         self.log = log
         self.modules = modules
+        self.unsafe_libraries = unsafe_libraries
         self.convert: Converter  # set once the bootstrap has returned its helpers
 
     def table(self, runtime: Any, limits: dict[str, Any]) -> Any:
@@ -44,6 +47,7 @@ class Host:
                 "monotonic": time.monotonic,
                 "wall": time.time,
                 "modules": runtime.table_from(self.modules),
+                "unsafe_libraries": runtime.table_from(self.unsafe_libraries),
                 "log": self.log_line,
                 "json_decode": self.json_decode,
                 "json_encode": self.json_encode,

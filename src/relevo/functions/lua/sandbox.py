@@ -214,6 +214,13 @@ for _, name in ipairs(host.modules) do
   allowed[name] = modules[name]
   allowed_names[#allowed_names + 1] = name
 end
+-- `unsafe_libraries`: the real os/io/debug, for trusted code that needs them (they can
+-- escape the sandbox and, with debug.sethook, the limits).
+for _, name in ipairs(host.unsafe_libraries) do
+  env[name] = _G[name]
+  allowed[name] = _G[name]
+  allowed_names[#allowed_names + 1] = name
+end
 sort(allowed_names)
 local allowed_text = #allowed_names > 0 and concat(allowed_names, ", ") or "none"
 function env.require(name)

@@ -10,6 +10,7 @@ from relevo.durations import DurationS
 from relevo.schema import StrictModel
 
 LuaModule = Literal["json", "logger", "queue", "time"]
+UnsafeLibrary = Literal["os", "io", "debug"]
 
 
 class LuaSettings(StrictModel):
@@ -31,6 +32,7 @@ class LuaSettings(StrictModel):
     max_instructions: int | None = Field(default=None, ge=1000)  # per call
     memory_limit: int | None = Field(default=None, ge=1024 * 1024)  # bytes per Lua state
     run_in_thread: bool = False  # run Lua in worker threads: for handlers that compute long
+    unsafe_libraries: list[UnsafeLibrary] = []  # trusted code only: escapes the sandbox
 
     @field_validator("source")
     @classmethod

@@ -68,6 +68,7 @@ class Source:
     text: str
     method: str | None
     modules: list[str]
+    unsafe_libraries: list[str]
 
 
 Resume = Callable[..., Awaitable[tuple[Any, ...]]]
@@ -125,7 +126,7 @@ class LuaState:
         try:
             self.runtime = lupa_lua.LuaRuntime(**options)
             self.runtime.set_overflow_handler(float)
-            host = Host(log, source.modules)
+            host = Host(log, source.modules, source.unsafe_libraries)
             exported = self.runtime.execute(BOOTSTRAP, host.table(self.runtime, limits.for_lua()))
         except lupa_lua.LuaMemoryError as exc:
             raise LuaLoadError(
