@@ -68,7 +68,7 @@ class AmqpLink:
         self._on_lost = on_lost
         self._on_restored = on_restored
         self._reconnecting: asyncio.Task[None] | None = None
-        self._stopping = False
+        self._stopping = True  # until start(): callers fail at once instead of waiting
         self._ssl = (
             ssl_context(settings.tls)
             if settings.tls.enabled or self.url.scheme == "amqps"

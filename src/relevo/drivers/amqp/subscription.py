@@ -1,8 +1,9 @@
 """One consumer's attachment to one AMQP queue: its own channel, `basic.qos`, `basic.consume`.
 
-Settling never blocks. An ack only records the tag; a flusher task sends, once per
-loop turn, one `basic.ack(multiple=True)` for the contiguous run of settled tags at the
-head and single acks for settled tags behind a delivery still in a handler.
+Settling never blocks. An ack only records the tag; a flusher task sends one
+`basic.ack(multiple=True)` for the contiguous run of settled tags at the head, once a
+quarter of prefetch has settled or `ACK_DELAY_S` after the first one, whichever comes
+first. Every ack frame costs a socket write, so fewer, larger acks drain faster.
 
 Attempts must survive redelivery, and RabbitMQ's own requeue keeps no count. So a nack
 (or release) publishes a copy carrying the new count in `x-relevo-attempts`, waits
@@ -35,6 +36,9 @@ from relevo.message import Delivery, Headers, Outcome
 
 log = logging.getLogger("relevo.drivers.amqp")
 
+ACK_DELAY_S = 0.002
+"""Longest an ack waits to share a frame with others (a quarter of prefetch goes at once)."""
+
 
 
 class AmqpSubscription:
@@ -64,11 +68,13 @@ class AmqpSubscription:
         self._channel: aiormq.Channel | None = None
         self._consumer_tag: str | None = None
         # Per channel: tags in delivery order until acked at the broker; the unsettled
-        # ones (None while a copy is being published); settled tags waiting for the
-        # flusher; tags acked alone, still queued behind an unsettled one.
+        # ones (None while a copy is being published); tags acked alone, still queued
+        # behind an unsettled one.
         self._order: deque[int] = deque()
         self._open: dict[int, Delivery | None] = {}
-        self._to_ack: list[int] = []
+        self._unflushed = 0  # acks settled since the last flush
+        self._ack_batch = max(1, prefetch // 4)
+        self._ack_timer: asyncio.TimerHandle | None = None
         self._sent: set[int] = set()
         self._wake = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
@@ -122,7 +128,7 @@ class AmqpSubscription:
         self._channel = channel
         self._order.clear()
         self._open.clear()
-        self._to_ack.clear()
+        self._unflushed = 0
         self._sent.clear()
 
     def _channel_lost(self, channel: aiormq.Channel) -> None:
@@ -179,8 +185,11 @@ class AmqpSubscription:
             return  # its channel is gone, or close() gave it back
         if outcome is Outcome.ACK:
             del self._open[tag]
-            self._to_ack.append(tag)
-            self._wake.set()
+            self._unflushed += 1
+            if self._unflushed >= self._ack_batch:
+                self._wake.set()
+            elif self._ack_timer is None:
+                self._ack_timer = self.loop.call_later(ACK_DELAY_S, self._wake.set)
         else:
             self._open[tag] = None
             attempts = delivery.attempts if outcome is Outcome.NACK else delivery.attempts - 1
@@ -230,7 +239,6 @@ class AmqpSubscription:
             return
         if channel is self._channel and tag in self._open:
             del self._open[tag]
-            self._to_ack.append(tag)
             self._wake.set()
 
     # -- flushing acks ------------------------------------------------------------
@@ -239,6 +247,9 @@ class AmqpSubscription:
         while True:
             await self._wake.wait()
             self._wake.clear()
+            if self._ack_timer is not None:
+                self._ack_timer.cancel()
+                self._ack_timer = None
             await self._flush()
 
     async def _flush(self) -> None:
@@ -253,7 +264,12 @@ class AmqpSubscription:
             pass  # the channel died: the broker redelivers what it never saw acked
 
     def _collect_acks(self) -> list[tuple[int, bool]]:
-        """Ack frames for the settled tags: one multiple ack for the run at the head."""
+        """Ack frames for the settled tags: one multiple ack for the run at the head.
+
+        Settled tags behind a delivery still in a handler wait for the head to settle,
+        unless they hold a batch's worth of the broker's credit: then each is acked alone.
+        """
+        self._unflushed = 0
         order, unsettled, sent = self._order, self._open, self._sent
         last = 0
         while order:
@@ -266,14 +282,11 @@ class AmqpSubscription:
             else:
                 last = tag
         frames = [(last, True)] if last else []
-        if self._to_ack:
-            if order:
-                head = order[0]
-                for tag in self._to_ack:
-                    if tag > head:  # behind a delivery still in a handler: ack it alone
-                        frames.append((tag, False))
-                        sent.add(tag)
-            self._to_ack.clear()
+        if len(order) - len(unsettled) - len(sent) >= self._ack_batch:
+            for tag in order:
+                if tag not in unsettled and tag not in sent:
+                    frames.append((tag, False))
+                    sent.add(tag)
         return frames
 
     # -- stopping -----------------------------------------------------------------
