@@ -223,3 +223,8 @@ def test_settings_default_to_a_quarter_second_of_blocking_and_no_other_limit() -
             settings.memory_limit, settings.modules) == (0.25, None, None, None, [])
     assert LuaSettings.model_validate(
         {"source": "file:///abs/handler.lua", "max_blocking": None}).max_blocking is None
+
+
+async def test_a_chunk_that_waits_at_load_fails_load(make_lua: MakeLua) -> None:
+    with pytest.raises(LuaLoadError, match="cannot wait"):
+        await make_lua("require('time').sleep(0.01) return function() end")
