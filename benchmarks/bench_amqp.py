@@ -1,6 +1,6 @@
 """AMQP throughput: relevo's AMQP driver next to a raw aio-pika loop, and peers where installed.
 
-    .venv/bin/python -m benchmarks.bench_amqp [--messages 20000] [--skip-peers]
+    .venv/bin/python -m benchmarks.bench_amqp [--messages 20000] [--rounds 3] [--skip-peers]
 
 One process, one consumer (concurrency 16, prefetch 200), small persistent messages,
 publisher confirms with 100 in flight. Every run measures the raw aio-pika baseline
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import statistics
 import sys
 import tempfile
 import textwrap
@@ -122,34 +123,19 @@ async def raw_aio_pika(count: int) -> Row:
 # -- relevo: the driver, directly and behind a 16-worker pool --------------------------
 
 
-async def relevo_driver(count: int) -> list[Row]:
+async def relevo_driver(count: int) -> Row:
     name = queue_name("relevo")
     driver = AmqpDriver(AmqpSettings(url=URL))
     await driver.start()
-    rows = []
     try:
         await driver.declare(QueueSpec(name, {"durable": True}))
         started = time.perf_counter()
         for first in range(0, count, WINDOW):
             size = min(WINDOW, count - first)
-            batch = [Envelope(uuid.uuid4().hex, BODY) for _ in range(size)]
-            await driver.publish(name, batch)
-        batch_rate = rate(count, started)
+            await driver.publish(name, [Envelope(uuid.uuid4().hex, BODY) for _ in range(size)])
+        published = rate(count, started)
 
-        # The same volume again, one message per publish call, 100 publishers at once:
-        # what `app.publish` from many handlers looks like.
-        per_task = count // WINDOW
-
-        async def publisher() -> None:
-            for _ in range(per_task):
-                await driver.publish(name, [Envelope(uuid.uuid4().hex, BODY)])
-
-        started = time.perf_counter()
-        await asyncio.gather(*(publisher() for _ in range(WINDOW)))
-        single_rate = rate(per_task * WINDOW, started)
-        total = count + per_task * WINDOW
-
-        # Drain both rounds with 16 workers pulling from the prefetch buffer.
+        # Drain with 16 workers pulling from the prefetch buffer, as a consumer does.
         buffer: asyncio.Queue[Delivery] = asyncio.Queue()
         done = asyncio.Event()
         seen = 0
@@ -160,24 +146,22 @@ async def relevo_driver(count: int) -> list[Row]:
                 delivery = await buffer.get()
                 delivery.ack()
                 seen += 1
-                if seen >= total:
+                if seen >= count:
                     done.set()
 
         workers = [asyncio.create_task(worker()) for _ in range(CONCURRENCY)]
         started = time.perf_counter()
         sub = await driver.attach(name, buffer.put_nowait, PREFETCH, {})
         await done.wait()
-        pool_rate = rate(total, started)
+        drained = rate(count, started)
         await sub.close()
         for task in workers:
             task.cancel()
-        rows.append(Row("relevo driver, 100 per publish call", batch_rate, pool_rate,
-                        "drain: 16 workers over the prefetch buffer"))
-        rows.append(Row("relevo driver, 1 per call x 100 tasks", single_rate, None))
     finally:
         await driver.stop()
         await delete_queues(name)
-    return rows
+    return Row("relevo driver", published, drained,
+               "publish: 100 per call; drain: 16 workers acking")
 
 
 # -- relevo: the whole application path ------------------------------------------------
@@ -350,30 +334,46 @@ def table(rows: list[Row], baseline: Row) -> str:
     return "\n".join(lines)
 
 
-async def main(count: int, skip_peers: bool) -> None:
+async def main(count: int, rounds: int, skip_peers: bool) -> None:
     print(textwrap.dedent(f"""\
         AMQP benchmark: {count:,} messages of {len(BODY)} bytes, persistent, confirms
         ({WINDOW} in flight); one consumer, concurrency {CONCURRENCY}, prefetch {PREFETCH}.
-        Python {sys.version.split()[0]}, aio-pika {aio_pika.__version__}, broker {BROKER}
+        Python {sys.version.split()[0]}, aio-pika {aio_pika.__version__}, broker {BROKER};
+        median of {rounds} interleaved rounds for raw aio-pika and relevo, one round for peers.
         """))
-    baseline = await raw_aio_pika(count)
-    rows = [baseline, *await relevo_driver(count), await relevo_app(count)]
+    measured: dict[str, list[Row]] = {}
+    for _ in range(rounds):  # interleaved, so a noisy moment hurts every contender alike
+        for run in (raw_aio_pika, relevo_driver, relevo_app):
+            row = await run(count)
+            measured.setdefault(row.name, []).append(row)
+    rows = [median_row(samples) for samples in measured.values()]
     if not skip_peers:
         peers: list[tuple[str, Callable[[], Awaitable[Row]]]] = [
             ("dramatiq", lambda: asyncio.to_thread(dramatiq_peer, count)),
             ("faststream", lambda: faststream_peer(count)),
         ]
-        for label, run in peers:
+        for label, peer in peers:
             try:
-                rows.append(await run())
+                rows.append(await peer())
             except ImportError:
                 print(f"({label} is not installed: skipped)")
-    print(table(rows, baseline))
+    print(table(rows, rows[0]))
+
+
+def median_row(samples: list[Row]) -> Row:
+    def middle(values: list[float | None]) -> float | None:
+        known = [v for v in values if v is not None]
+        return statistics.median(known) if known else None
+
+    first = samples[0]
+    return Row(first.name, middle([r.publish for r in samples]),
+               middle([r.drain for r in samples]), first.note)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--skip-peers", action="store_true")
     args = parser.parse_args()
-    asyncio.run(main(args.messages, args.skip_peers))
+    asyncio.run(main(args.messages, args.rounds, args.skip_peers))
