@@ -39,7 +39,8 @@ def connection_url(settings: AmqpSettings) -> URL:
     if settings.vhost is not None:
         url = url.with_path("/" + settings.vhost.replace("/", "%2F"), encoded=True)
     if settings.heartbeat is not None:
-        url = url.update_query(heartbeat=str(max(0, round(settings.heartbeat))))
+        seconds = 0 if settings.heartbeat == 0 else max(1, round(settings.heartbeat))
+        url = url.update_query(heartbeat=str(seconds))  # 0 turns heartbeats off
     if settings.tls.enabled and url.scheme == "amqp":
         port = url.explicit_port
         url = url.with_scheme("amqps").with_port(port if port is not None else 5671)

@@ -83,18 +83,21 @@ class AmqpDriver:
 
     async def declare(self, spec: QueueSpec) -> None:
         arguments = declare_arguments(queue_options(spec.options), self.settings)
+        await self._declare(spec.name, arguments)
+
+    async def _declare(self, name: str, arguments: dict[str, Any]) -> None:
         channel = await self._control_channel()
         try:
             async with asyncio.timeout(self.settings.connection_timeout):
-                await channel.queue_declare(spec.name, **arguments)
+                await channel.queue_declare(name, **arguments)
         except aiormq.exceptions.ChannelPreconditionFailed as exc:
             self._control = None
-            raise conflict_error(spec.name, _reply_text(exc)) from None
+            raise conflict_error(name, _reply_text(exc)) from None
         except CONNECT_ERRORS as exc:
             self._control = None
-            raise DriverUnavailable(f"cannot declare AMQP queue {spec.name!r}: {exc}") from exc
-        self._declared[spec.name] = arguments
-        self._known.add(spec.name)
+            raise DriverUnavailable(f"cannot declare AMQP queue {name!r}: {exc}") from exc
+        self._declared[name] = arguments
+        self._known.add(name)
 
     async def info(self, queue: str) -> QueueStats:
         ok = await self._passive_declare(queue)
@@ -132,6 +135,12 @@ class AmqpDriver:
                 self._control = channel
             return channel
 
+    async def _redeclare(self, queue: str) -> None:
+        """Declare again a queue this driver declared (it was deleted on the broker)."""
+        arguments = self._declared.get(queue)
+        if arguments is not None:
+            await self._declare(queue, arguments)
+
     def _forget(self, sub: AmqpSubscription) -> None:
         if sub in self._subscriptions:
             self._subscriptions.remove(sub)
@@ -164,6 +173,7 @@ class AmqpDriver:
             _consumer_options(options),
             self.settings.publish_timeout,
             self._forget,
+            self._redeclare,
         )
         deadline = asyncio.get_running_loop().time() + self.settings.connection_timeout
         await sub.start(deadline)

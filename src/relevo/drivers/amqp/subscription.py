@@ -21,7 +21,7 @@ import contextlib
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import aiormq
 import aiormq.abc
@@ -54,6 +54,7 @@ class AmqpSubscription:
         options: AmqpConsumerOptions,
         publish_timeout_s: float,
         on_closed: Callable[[AmqpSubscription], None],
+        redeclare: Callable[[str], Awaitable[None]],
     ) -> None:
         self.loop = asyncio.get_running_loop()
         self.thread_id = threading.get_ident()
@@ -65,6 +66,7 @@ class AmqpSubscription:
         self._options = options
         self._publish_timeout_s = publish_timeout_s
         self._on_closed = on_closed
+        self._redeclare = redeclare
         self._channel: aiormq.Channel | None = None
         self._consumer_tag: str | None = None
         # Per channel: tags in delivery order until acked at the broker; the unsettled
@@ -116,6 +118,22 @@ class AmqpSubscription:
             ) from exc
         self._consumer_tag = ok.consumer_tag
         channel.closing.add_done_callback(lambda _: self._channel_lost(channel))
+        channel.on_consumer_cancel_callbacks.add(
+            lambda frame: self._cancelled_by_broker(channel, frame.consumer_tag)
+        )
+
+    def _cancelled_by_broker(self, channel: aiormq.Channel, consumer_tag: str | None) -> None:
+        """The broker ended the consumer (its queue was deleted): start over on a new channel.
+
+        Closing the channel returns what it held; `_resubscribe` re-declares the queue
+        if this driver declared it, so a consumer outlives an operator's `delete_queue`.
+        """
+        if channel is not self._channel or consumer_tag != self._consumer_tag:
+            return
+        log.warning("AMQP queue %r cancelled its consumer; subscribing again", self.queue)
+        task = self.loop.create_task(self._close_channel(channel))
+        self._moves.add(task)  # awaited by close(), like the other background work
+        task.add_done_callback(self._moves.discard)
 
     def _reset(self, channel: aiormq.Channel | None) -> None:
         """Forget the previous channel: its deliveries died with it and the broker redelivers them.
@@ -147,6 +165,9 @@ class AmqpSubscription:
                 await self._subscribe(None)
                 log.info("AMQP consumer on %r subscribed again", self.queue)
                 return
+            except QueueNotFound:  # deleted on the broker: declare it again, if we did
+                with contextlib.suppress(RelevoError):
+                    await self._redeclare(self.queue)
             except RelevoError as exc:
                 if self._link.ready.is_set():
                     log.warning("AMQP consumer on %r cannot resubscribe: %s", self.queue, exc)
@@ -322,9 +343,13 @@ class AmqpSubscription:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._flusher
         if channel is not None and not channel.is_closed:
-            with contextlib.suppress(*CONNECT_ERRORS):
-                await channel.close()
+            await self._close_channel(channel)
         self._on_closed(self)
+
+    @staticmethod
+    async def _close_channel(channel: aiormq.Channel) -> None:
+        with contextlib.suppress(*CONNECT_ERRORS):
+            await channel.close()
 
     def connection_lost(self) -> None:
         """The link saw the connection drop; the channel's own close callback may come later."""
