@@ -44,10 +44,11 @@ async def test_the_documented_handler_runs_as_written_on_text_and_on_tables(
         ("return false", False),
     ],
 )
+@pytest.mark.parametrize("modules", [["time"], []], ids=["coroutine", "direct"])
 async def test_plain_returns_ack_and_false_nacks(
-    make_lua: MakeLua, lua_return: str, expected: object
+    make_lua: MakeLua, lua_return: str, expected: object, modules: list[str]
 ) -> None:
-    fn = await make_lua(f"return function(body) {lua_return} end")
+    fn = await make_lua(f"return function(body) {lua_return} end", modules=modules)
     result = await handle(fn, None)
     assert result == expected
     assert type(result) is type(expected)
@@ -55,10 +56,12 @@ async def test_plain_returns_ack_and_false_nacks(
 
 
 @pytest.mark.parametrize("first", ["nil", "false"])
+@pytest.mark.parametrize("modules", [["time"], []], ids=["coroutine", "direct"])
 async def test_returning_a_value_and_an_error_nacks_with_the_error(
-    make_lua: MakeLua, first: str
+    make_lua: MakeLua, first: str, modules: list[str]
 ) -> None:
-    fn = await make_lua(f"return function(body) return {first}, 'disk full' end")
+    fn = await make_lua(f"return function(body) return {first}, 'disk full' end",
+                        modules=modules)
     result = await handle(fn, None)
     assert isinstance(result, LuaHandlerError)
     assert str(result) == "disk full"
