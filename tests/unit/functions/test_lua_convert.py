@@ -13,9 +13,10 @@ from tests.unit.functions.conftest import MakeLua, handle
 IDENTITY = "return function(body) return body end"
 
 
-@pytest.fixture
-async def identity(make_lua: MakeLua) -> LuaFunction:
-    return await make_lua(IDENTITY)
+@pytest.fixture(params=[["time"], []], ids=["coroutine", "direct"])
+async def identity(make_lua: MakeLua, request: pytest.FixtureRequest) -> LuaFunction:
+    """Both ways of calling a handler hand values back their own way; both must agree."""
+    return await make_lua(IDENTITY, modules=request.param)
 
 
 @pytest.mark.parametrize(

@@ -99,8 +99,8 @@ class LuaFunction:
         try:
             fast = state.fast
             out = fast(state.to_lua(payload)) if fast is not None else state.start(payload)
-            if type(out) is not tuple:  # `return true` or `return`, called directly
-                return out
+            if type(out) is not tuple:  # an ack from a direct call: the value itself
+                return out if type(out) is not state.table_type else state.convert.from_lua(out)
             code = out[0]
             if code == 0:  # ACK, the hot path: no wait, no second coroutine
                 value = out[1]
@@ -139,8 +139,8 @@ class LuaFunction:
 
         try:
             out = await loop.run_in_executor(threads, context.run, state.start, payload)
-            if type(out) is not tuple:  # `return true` or `return`, called directly
-                return out
+            if type(out) is not tuple:  # an ack from a direct call: the value itself
+                return out if type(out) is not state.table_type else state.convert.from_lua(out)
             if out[0] in (WAIT, YIELD):
                 return await state.run(out, resume)
             return state.settlement(out)

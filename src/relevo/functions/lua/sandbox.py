@@ -11,8 +11,8 @@ one `resume`, not a new coroutine. Python holds a stepper bound to it;
 `step(call_deadline, budget, ...)` resumes it and reports what happened, code first:
 
     0, value             the handler returned: ack (value is its first result, or nil)
-    true / nothing       the same for `return true` / `return` (direct calls only: a
-                         single value costs Python no tuple)
+    value / nothing      the same, from a direct call: one value (or none) is an ack,
+                         which spares Python a tuple on the hot path
     6, err               it returned `nil, err` or `false, err`: nack with err
     7, false             it returned `false`: nack
     1, op, args...       a module asked Python to wait (sleep, publish, info)
@@ -285,9 +285,9 @@ end
 local function leave(ok, first, second)
   direct_running = false
   if ok then
-    if first == true then return true end  -- the commonest acks, as one value: no tuple
+    -- An ack comes back as one value (or none): no tuple for Python to build and read.
+    if first ~= nil and first ~= false then return first end
     if first == nil and second == nil then return end
-    if first ~= false and first ~= nil then return 0, first end
     return done(first, second)
   end
   if killed ~= nil then return 4, killed end
