@@ -677,6 +677,14 @@ async def test_an_app_on_rabbitmq_retries_then_dead_letters_and_stops_giving_bac
           concurrency: 4
           prefetch: 8
           lifecycle: {{auto_start: true}}
+        - name: dead_fn
+          kind: function.python
+          handler: "tests.integration.handlers:returns_error"
+        - name: dead_reader
+          kind: queue.consumer
+          queue: dead
+          func: dead_fn
+          auto_ack: true
         """)
     handlers.reset()
     async with relevo.load(path) as app:
@@ -689,6 +697,14 @@ async def test_an_app_on_rabbitmq_retries_then_dead_letters_and_stops_giving_bac
         assert [c.attempts for c in handlers.state.calls] == [1, 2, 3]
         assert {c.id for c in handlers.state.calls} == {message_id}
         assert handlers.state.calls[2].headers == {"k": "v", "ratio": 0.1}
+        await app.start("app:dead_reader")
+        await wait_until(lambda: len(handlers.state.calls) == 4, 10, "the dead letter read")
+        dead_letter = handlers.state.calls.pop()
+        assert (dead_letter.id, dead_letter.attempts) == (message_id, 3)
+        assert dead_letter.headers["x_original_queue"] == "app:tasks"
+        assert dead_letter.headers["attempts"] == 3
+        assert dead_letter.headers["ratio"] == 0.1
+        await app.stop("app:dead_reader")
 
         await app.stop("app:worker")
         await app.publish_batch("app:tasks", [{"id": i} for i in range(5)])

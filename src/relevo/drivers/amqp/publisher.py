@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import aiormq
 from pamqp.commands import Basic
@@ -57,13 +57,20 @@ class Publisher:
         queue: str,
         messages: Sequence[tuple[Basic.Properties, bytes]],
         deadline: float,
+        still_wanted: Callable[[], bool] | None = None,
     ) -> None:
-        """Publish `messages` to `queue` in order; return once the broker confirmed each."""
+        """Publish `messages` to `queue` in order; return once the broker confirmed each.
+
+        `still_wanted` is asked before each retry; once it says no, the publish gives up
+        quietly (a nack's copy whose original the broker is redelivering anyway).
+        """
         todo = list(messages)
         refused = False
         try:
             async with asyncio.timeout_at(deadline):
                 while True:
+                    if still_wanted is not None and not still_wanted():
+                        return
                     try:
                         channel = await self.channel(deadline)
                     except CONNECT_ERRORS:  # dropped between `ready` and the channel

@@ -238,7 +238,10 @@ class AmqpSubscription:
         props = with_attempts(message.header.properties, attempts)
         try:
             await self._publisher.publish(
-                self.queue, [(props, message.body)], self.loop.time() + self._publish_timeout_s
+                self.queue,
+                [(props, message.body)],
+                self.loop.time() + self._publish_timeout_s,
+                still_wanted=lambda: channel is self._channel,  # else the original comes back
             )
         except RelevoError as exc:
             if channel is not self._channel or tag not in self._open:
