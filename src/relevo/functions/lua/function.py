@@ -99,14 +99,9 @@ class LuaFunction:
         try:
             fast = state.fast
             out = fast(state.to_lua(payload)) if fast is not None else state.start(payload)
-            if type(out) is not tuple:  # an ack from a direct call: the value itself
+            if type(out) is not tuple:  # the hot path, an ack: the handler's value itself
                 return out if type(out) is not state.table_type else state.convert.from_lua(out)
-            code = out[0]
-            if code == 0:  # ACK, the hot path: no wait, no second coroutine
-                value = out[1]
-                return value if type(value) is not state.table_type else state.convert.from_lua(
-                    value)
-            if code in (WAIT, YIELD):
+            if out[0] in (WAIT, YIELD):
                 return await state.run(out)
             return state.settlement(out)
         except RelevoError:
@@ -139,7 +134,7 @@ class LuaFunction:
 
         try:
             out = await loop.run_in_executor(threads, context.run, state.start, payload)
-            if type(out) is not tuple:  # an ack from a direct call: the value itself
+            if type(out) is not tuple:  # an ack: the handler's value itself
                 return out if type(out) is not state.table_type else state.convert.from_lua(out)
             if out[0] in (WAIT, YIELD):
                 return await state.run(out, resume)

@@ -10,9 +10,9 @@ Protocol. A handler runs inside a worker coroutine that loops forever, so one ca
 one `resume`, not a new coroutine. Python holds a stepper bound to it;
 `step(call_deadline, budget, ...)` resumes it and reports what happened, code first:
 
-    0, value             the handler returned: ack (value is its first result, or nil)
-    value / nothing      the same, from a direct call: one value (or none) is an ack,
-                         which spares Python a tuple on the hot path
+    value                the handler returned: ack. A single value (None included), not
+                         a tuple, so the hot path builds and reads none; value is the
+                         handler's first result
     6, err               it returned `nil, err` or `false, err`: nack with err
     7, false             it returned `false`: nack
     1, op, args...       a module asked Python to wait (sleep, publish, info)
@@ -245,7 +245,10 @@ end
 
 local function finish(co, ok, first, a, b, ...)
   if ok then
-    if first == DONE then return a, b end  -- settled inside the coroutine by done()
+    if first == DONE then  -- settled inside the coroutine by done()
+      if a == 0 then return b end  -- an ack: its value alone, as for direct calls
+      return a, b
+    end
     if first == REQ then return 1, a, b, ... end
     if co_status(co) == "dead" then return 5, first, a end
     return 2, 0

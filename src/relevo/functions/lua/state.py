@@ -211,6 +211,9 @@ class LuaState:
         finished = False
         try:
             while True:
+                if type(out) is not tuple:  # an ack: the handler's value
+                    finished = True
+                    return self.settlement((ACK, out))
                 code = out[0]
                 if code == WAIT:
                     answer = await self._wait(out[1], out[2:], call_deadline)
