@@ -254,6 +254,31 @@ async def test_a_bounded_queue_refuses_publishes_with_queue_full_and_keeps_its_m
     await sub.close()
 
 
+async def test_a_nack_into_a_full_queue_requeues_the_message_instead_of_losing_it(
+    make_driver: Callable[..., Awaitable[AmqpDriver]],
+) -> None:
+    driver = await make_driver(publish_timeout=0.2)
+    queue = unique("full-nack")
+    await driver.declare(QueueSpec(queue, {"durable": False, "max_length": 1}))
+    first, second = envelope(1), envelope(2)
+    await driver.publish(queue, [first])
+    sink = Collector()
+    sub = await driver.attach(queue, sink, 1, {})
+    await sink.wait_for(1)
+    await driver.publish(queue, [second])  # the queue is full again: no room for a copy
+    sink.deliveries[0].nack()
+    await sink.wait_for(2, timeout_s=5)
+    again = sink.deliveries[1]
+    assert again.id == first.id
+    assert again.attempts == 2, "the failed attempt still counts"
+    sink.auto = "ack"
+    again.ack()
+    await sink.wait_for(3)
+    assert sink.deliveries[2].id == second.id
+    await wait_counts(driver, queue, message_count=0)
+    await sub.close()
+
+
 async def test_a_queue_deleted_behind_the_drivers_back_raises_queue_not_found(
     make_driver: Callable[..., Awaitable[AmqpDriver]], janitor: QueueJanitor
 ) -> None:

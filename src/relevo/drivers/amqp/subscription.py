@@ -79,6 +79,7 @@ class AmqpSubscription:
         self._ack_timer: asyncio.TimerHandle | None = None
         self._sent: set[int] = set()
         self._wake = asyncio.Event()
+        self._flushing = asyncio.Lock()  # close() and the flusher never interleave frames
         self._flusher: asyncio.Task[None] | None = None
         self._moves: set[asyncio.Task[None]] = set()
         self._resubscribing: asyncio.Task[None] | None = None
@@ -255,11 +256,15 @@ class AmqpSubscription:
                 self._sink(delivery)
                 return
             log.warning("AMQP queue %r: requeueing a message as is (%s)", self.queue, exc)
-            del self._open[tag]
-            self._sent.add(tag)
-            with contextlib.suppress(*CONNECT_ERRORS):
+            try:
                 await channel.basic_nack(tag, requeue=True, wait=False)
-            self._wake.set()
+            except CONNECT_ERRORS:
+                return
+            # Only now may a multiple ack pass this tag: the nack is ahead of it on the wire.
+            if channel is self._channel and tag in self._open:
+                del self._open[tag]
+                self._sent.add(tag)
+                self._wake.set()
             return
         if channel is self._channel and tag in self._open:
             del self._open[tag]
@@ -277,15 +282,16 @@ class AmqpSubscription:
             await self._flush()
 
     async def _flush(self) -> None:
-        channel = self._channel
-        if channel is None:
-            return
-        frames = self._collect_acks()
-        try:
-            for tag, multiple in frames:
-                await channel.basic_ack(tag, multiple=multiple, wait=False)
-        except CONNECT_ERRORS:
-            pass  # the channel died: the broker redelivers what it never saw acked
+        async with self._flushing:
+            channel = self._channel
+            if channel is None:
+                return
+            frames = self._collect_acks()
+            try:
+                for tag, multiple in frames:
+                    await channel.basic_ack(tag, multiple=multiple, wait=False)
+            except CONNECT_ERRORS:
+                pass  # the channel died: the broker redelivers what it never saw acked
 
     def _collect_acks(self) -> list[tuple[int, bool]]:
         """Ack frames for the settled tags: one multiple ack for the run at the head.
