@@ -22,7 +22,7 @@ from typing import Any
 
 import aiormq
 
-from relevo.drivers.amqp.connection import CONNECT_ERRORS, AmqpLink
+from relevo.drivers.amqp.connection import CONNECT_ERRORS, AmqpLink, log
 from relevo.drivers.amqp.headers import properties_for
 from relevo.drivers.amqp.publisher import Publisher
 from relevo.drivers.amqp.queues import conflict_error, declare_arguments, queue_options
@@ -73,10 +73,18 @@ class AmqpDriver:
             sub.connection_lost()
 
     async def _connection_restored(self) -> None:
-        """Re-declare every queue (a broker restart drops non-durable ones) before consuming."""
+        """Re-declare every queue (a broker restart drops non-durable ones) before consuming.
+
+        A queue the broker now refuses (re-declared elsewhere with other arguments) is
+        logged and skipped: it must not keep the whole driver disconnected.
+        """
         channel = await self._link.restoring_channel()
         for name, arguments in self._declared.items():
-            await channel.queue_declare(name, **arguments)
+            try:
+                await channel.queue_declare(name, **arguments)
+            except aiormq.exceptions.ChannelClosed as exc:
+                log.error("AMQP queue %r cannot be declared again: %s", name, exc)
+                channel = await self._link.restoring_channel()
         self._control = channel
 
     # -- queues -------------------------------------------------------------------
