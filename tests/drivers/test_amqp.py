@@ -138,13 +138,18 @@ async def rabbitmqctl(*args: str) -> str:
     return result.stdout
 
 
-async def close_connection_broker_side(connection_name: str) -> None:
-    """Close one named client connection from the broker, as a restart or an operator would."""
+async def connection_pids(connection_name: str) -> list[str]:
+    """The broker's process IDs of the client connections with this name."""
     listing = await rabbitmqctl("list_connections", "pid", "client_properties",
                                 "--no-table-headers")
     pids = [line.split("\t")[0] for line in listing.splitlines() if connection_name in line]
     assert pids, f"no connection named {connection_name!r} on the broker"
-    for pid in pids:
+    return pids
+
+
+async def close_connection_broker_side(connection_name: str) -> None:
+    """Close one named client connection from the broker, as a restart or an operator would."""
+    for pid in await connection_pids(connection_name):
         await rabbitmqctl("close_connection", pid, "relevo test: forced close")
 
 
@@ -183,6 +188,39 @@ async def test_a_connection_closed_by_the_broker_comes_back_and_work_goes_on(
     assert again[0].attempts == 2, "a handler had it when the connection dropped"
     assert {d.id for d in sink.deliveries[5:]} == {held.id} | {e.id for e in after}
     await wait_counts(driver, queue, message_count=0)
+    await sub.close()
+
+
+async def test_a_drop_in_the_middle_of_a_busy_drain_loses_nothing(
+    make_driver: Callable[..., Awaitable[AmqpDriver]],
+) -> None:
+    name = f"relevo-test-conn-{uuid.uuid4().hex[:8]}"
+    driver = await make_driver(connection_name=name)
+    queue = unique("busy")
+    await driver.declare(QueueSpec(queue, {"durable": False}))
+    sent = [envelope(i) for i in range(3000)]
+    for start in range(0, len(sent), 500):
+        await driver.publish(queue, sent[start : start + 500])
+    buffer: asyncio.Queue[Any] = asyncio.Queue()
+    seen: set[str] = set()
+
+    async def worker() -> None:
+        while True:
+            delivery = await buffer.get()
+            await asyncio.sleep(0.002)
+            seen.add(delivery.id)
+            delivery.ack()
+
+    (pid,) = await connection_pids(name)
+    workers = [asyncio.create_task(worker()) for _ in range(8)]
+    sub = await driver.attach(queue, buffer.put_nowait, 100, {})
+    await wait_until(lambda: len(seen) >= 300, 10, "the drain to get going")
+    await rabbitmqctl("close_connection", pid, "relevo test: forced close")
+    assert len(seen) < len(sent), "the drop must come while messages are still in flight"
+    await wait_until(lambda: len(seen) == len(sent), 20, "every message handled")
+    await wait_counts(driver, queue, message_count=0)
+    for task in workers:
+        task.cancel()
     await sub.close()
 
 
