@@ -33,6 +33,9 @@ CONNECT_ERRORS = (
 """What a connection, channel or frame can fail with when the broker goes away."""
 
 
+_CLOSE_NOTICE_S = 0.005
+
+
 def connection_url(settings: AmqpSettings) -> URL:
     """The broker URL with vhost, heartbeat and TLS scheme applied from the settings."""
     url = URL(settings.url)
@@ -110,13 +113,15 @@ class AmqpLink:
                 raise DriverUnavailable("the AMQP driver is stopped")
             try:
                 async with asyncio.timeout_at(deadline):
-                    await self.ready.wait()
+                    if self.ready.is_set():
+                        # Closed, but its close callback has not run yet: let it run.
+                        await asyncio.sleep(_CLOSE_NOTICE_S)
+                    else:
+                        await self.ready.wait()
             except TimeoutError:
                 raise DriverUnavailable(
                     f"RabbitMQ at {safe_url(self.url)} stayed unreachable"
                 ) from None
-            if not self.ready.is_set():
-                await asyncio.sleep(0)
 
     async def channel(self, deadline: float | None, *, confirms: bool) -> aiormq.Channel:
         """A new channel on the live connection (waiting for a reconnect up to `deadline`)."""
