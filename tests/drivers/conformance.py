@@ -136,6 +136,39 @@ class DriverConformance:
         await self.wait_counts(driver, queue, message_count=0)
         await sub.close()
 
+    async def test_a_nacked_message_goes_behind_those_already_waiting(
+        self, driver: Driver, queue: str
+    ) -> None:
+        if not driver.capabilities.nack_to_tail:
+            pytest.skip("this driver does not promise where a nacked message goes")
+        first, second = envelope(1), envelope(2)
+        await driver.publish(queue, [first, second])
+        sink = Collector()
+        sub = await self.attach(driver, queue, sink, prefetch=1)
+        await sink.wait_for(1)
+        sink.deliveries[0].nack()
+        await sink.wait_for(2)
+        sink.deliveries[1].ack()
+        await sink.wait_for(3)
+        sink.deliveries[2].ack()
+        assert sink.ids == [first.id, second.id, first.id]
+        await sub.close()
+
+    async def test_a_durable_driver_keeps_messages_across_its_own_restart(
+        self, driver: Driver, queue: str
+    ) -> None:
+        if not driver.capabilities.durable:
+            pytest.skip("this driver keeps nothing across a restart")
+        sent = envelope(1)
+        await driver.publish(queue, [sent])
+        await driver.stop()
+        await driver.start()
+        sink = Collector(auto="ack")
+        sub = await self.attach(driver, queue, sink)
+        await sink.wait_for(1)
+        assert sink.ids == [sent.id]
+        await sub.close()
+
     async def test_a_released_message_comes_back_without_counting_an_attempt(
         self, driver: Driver, queue: str
     ) -> None:

@@ -62,21 +62,6 @@ async def test_a_nack_on_a_full_queue_never_drops_the_message(bounded: MemoryDri
     await sub.close()
 
 
-async def test_a_nacked_message_goes_behind_those_already_waiting() -> None:
-    driver = MemoryDriver()
-    await driver.start()
-    await driver.declare(QueueSpec("q", {}))
-    first, second = envelope(1), envelope(2)
-    await driver.publish("q", [first, second])
-    sink = Collector()
-    sub = await driver.attach("q", sink, 1, {})
-    sink.deliveries[0].nack()
-    sink.deliveries[1].ack()
-    assert sink.ids == [first.id, second.id, first.id]
-    await sub.close()
-    await driver.stop()
-
-
 async def test_nothing_survives_a_restart_and_a_stopped_driver_refuses_work() -> None:
     driver = MemoryDriver()
     await driver.start()
