@@ -151,3 +151,15 @@ def test_a_second_signal_exits_at_once(tmp_path: Path) -> None:
     wait_for_line(process, "stopping gracefully")
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=10) == 128 + signal.SIGINT
+
+
+def test_run_exits_1_when_a_driver_cannot_reach_its_broker(tmp_path: Path) -> None:
+    path = write_app(tmp_path, """\
+- name: rabbit
+  kind: queue.driver.amqp
+  url: amqp://guest:guest@127.0.0.1:1/
+  lifecycle: {auto_start: true, start_timeout: 2s}
+""")
+    result = relevo("run", str(path))
+    assert result.returncode == 1
+    assert "error: cannot connect to RabbitMQ at amqp://guest:***@127.0.0.1:1/" in result.stderr
