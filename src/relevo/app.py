@@ -25,6 +25,7 @@ from relevo.queue import Queue
 from relevo.registry import Entry, Registry
 from relevo.supervisor.backoff import Backoff
 from relevo.supervisor.service import Service, Supervised
+from relevo.supervisor.status import Status
 from relevo.supervisor.supervisor import Supervisor
 
 
@@ -123,7 +124,7 @@ class App:
         if queue is None:
             raise QueueNotFound(f"no queue entry {queue_id!r}")
         supervisor = self._running()
-        if supervisor.services[queue_id].status.value != "running":
+        if supervisor.services[queue_id].status is not Status.RUNNING:
             await supervisor.start([queue_id])  # publishing needs its queue and driver, only
         return queue
 

@@ -8,7 +8,6 @@ thread runs in a copy of the worker's context), so `relevo.message()` and
 from __future__ import annotations
 
 import asyncio
-import threading
 from contextvars import ContextVar
 from typing import Any, Protocol
 
@@ -59,12 +58,14 @@ def publish_sync(
     loop = app.loop
     if loop is None:
         raise RelevoError("the app is not running")
-    if _on_loop_thread(loop):
+    if _running_loop() is loop:
         raise RelevoError("publish_sync() would block the event loop; use `await relevo.publish`")
     future = asyncio.run_coroutine_threadsafe(app.publish(queue_id, data, headers), loop)
     return future.result(timeout_s)
 
 
-def _on_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:
-    thread_id: int | None = getattr(loop, "_thread_id", None)
-    return thread_id == threading.get_ident()
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:  # no loop runs in this thread: the handler-thread case
+        return None

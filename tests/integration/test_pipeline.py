@@ -277,3 +277,11 @@ async def test_a_source_file_handler_without_method_uses_its_only_public_functio
         await app.publish("app:tasks", {"via": "file"})
         await wait_until(lambda: len(handlers.state.results) == 1)
     assert handlers.state.results == [{"via": "file"}]
+
+
+async def test_publish_sync_on_the_event_loop_refuses_instead_of_deadlocking(
+    tmp_path: Path,
+) -> None:
+    async with relevo.load(app_yaml(tmp_path, "record")):
+        with pytest.raises(RelevoError, match="would block the event loop"):
+            relevo.publish_sync("app:tasks", {})
