@@ -41,6 +41,7 @@ CONCURRENCY = 16
 PREFETCH = 200
 WINDOW = 100  # messages per pipeline (raw, batch publish) and concurrent publishers
 BODY = b'{"id": "task-123", "action": "process", "n": 1}'
+PEER_TIMEOUT_S = 60.0
 PREFIX = f"relevo-bench:{uuid.uuid4().hex[:8]}:"
 
 
@@ -273,7 +274,7 @@ async def faststream_peer(count: int) -> Row:
     seen = 0
 
     @broker.subscriber(stream=StreamSub(stream, group="g", consumer="c", batch=False,
-                                        max_records=PREFETCH))
+                                        last_id="0", max_records=PREFETCH))
     async def handle(body: Any) -> None:
         nonlocal seen
         seen += 1
@@ -300,7 +301,7 @@ async def faststream_peer(count: int) -> Row:
 async def arq_peer(count: int) -> Row:
     from arq import create_pool
     from arq.connections import RedisSettings as ArqSettings
-    from arq.worker import Worker
+    from arq.worker import Worker, func
 
     seen = 0
     done = asyncio.Event()
@@ -319,8 +320,8 @@ async def arq_peer(count: int) -> Row:
         await asyncio.gather(*(pool.enqueue_job("job", i, _queue_name=queue)
                                for i in range(first, min(first + WINDOW, count))))
     published = rate(count, started)
-    worker = Worker(functions=[job], redis_pool=pool, queue_name=queue, max_jobs=CONCURRENCY,
-                    keep_result=0, poll_delay=0.01, handle_signals=False)
+    worker = Worker(functions=[func(job, name="job")], redis_pool=pool, queue_name=queue,
+                    max_jobs=CONCURRENCY, keep_result=0, poll_delay=0.01, handle_signals=False)
     started = time.perf_counter()
     runner = asyncio.create_task(worker.async_run())
     await asyncio.wait_for(done.wait(), 120)
@@ -328,7 +329,8 @@ async def arq_peer(count: int) -> Row:
     runner.cancel()
     with contextlib.suppress(asyncio.CancelledError, Exception):
         await runner
-    await worker.close()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await worker.close()
     return Row("arq", published, drained, "publish: 100 enqueue_job in flight")
 
 
@@ -337,7 +339,7 @@ async def taskiq_peer(count: int) -> Row:
     from taskiq_redis import RedisStreamBroker
 
     broker = RedisStreamBroker(URL, queue_name=f"{PREFIX}taskiq", consumer_group_name="g",
-                               xread_count=PREFETCH)
+                               consumer_id="0", xread_count=PREFETCH)
     seen = 0
     done = asyncio.Event()
 
@@ -360,9 +362,8 @@ async def taskiq_peer(count: int) -> Row:
     await asyncio.wait_for(done.wait(), 120)
     drained = rate(count, started)
     receiver.cancel()
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        await receiver
-    await broker.shutdown()
+    with contextlib.suppress(BaseException):  # taskiq's shutdown can hang: bound it
+        await asyncio.wait_for(broker.shutdown(), 5)
     return Row("taskiq-redis RedisStreamBroker", published, drained,
                "publish: 100 kiq in flight")
 
@@ -389,7 +390,7 @@ def table(rows: list[Row], baseline: Row) -> str:
     return "\n".join(lines)
 
 
-async def main(count: int, skip_peers: bool) -> None:
+async def main(count: int, skip_peers: bool, wanted: set[str]) -> None:
     print(textwrap.dedent(f"""\
         Redis Streams benchmark: {count:,} messages of {len(BODY)} bytes; one consumer,
         concurrency {CONCURRENCY}, prefetch {PREFETCH}. Python {sys.version.split()[0]},
@@ -399,8 +400,10 @@ async def main(count: int, skip_peers: bool) -> None:
     try:
         baseline = await raw_streams(count)
         rows = [baseline, *await relevo_driver(count)]
+        print("  measured the raw loop and the driver", flush=True)
         try:
             rows.append(await relevo_app(count))
+            print("  measured the app path", flush=True)
         except ImportError as exc:
             print(f"(app path unavailable: {exc})")
         if not skip_peers:
@@ -411,20 +414,26 @@ async def main(count: int, skip_peers: bool) -> None:
                 ("faststream", lambda: faststream_peer(count)),
             ]
             for label, run in peers:
+                if label not in wanted:
+                    continue
                 try:
-                    rows.append(await run())
+                    rows.append(await asyncio.wait_for(run(), PEER_TIMEOUT_S))
+                    print(f"  measured {rows[-1].name}", flush=True)
                 except ImportError:
                     print(f"({label} is not installed: skipped)")
                 except Exception as exc:  # a peer's failure must not hide relevo's numbers
                     print(f"({label} failed: {exc!r})")
+        print(table(rows, baseline))
     finally:
-        await delete_keys(f"{PREFIX}*")
-    print(table(rows, baseline))
+        with contextlib.suppress(Exception):  # Redis may be restarting (other test runs)
+            await delete_keys(f"{PREFIX}*")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=20_000)
     parser.add_argument("--skip-peers", action="store_true")
+    parser.add_argument("--peers", default="arq,dramatiq,taskiq-redis,faststream",
+                        help="comma-separated peers to measure")
     args = parser.parse_args()
-    asyncio.run(main(args.messages, args.skip_peers))
+    asyncio.run(main(args.messages, args.skip_peers, set(args.peers.split(","))))
