@@ -140,10 +140,14 @@ class RedisDriver:
         async def recreate() -> None:
             await self._declare_again(queue)
 
+        # The queue exists now: should Redis come back without it, its consumers
+        # declare it again rather than wait on a group that is gone.
+        self._maxlen.setdefault(queue, None)
         sub = RedisSubscription(
             self._redis(), self.settings, stream, GROUP, consumer, sink, max(1, prefetch),
             recreate,
         )
+        self._subscriptions = {s for s in self._subscriptions if not s.closed}
         self._subscriptions.add(sub)
         return sub
 

@@ -123,7 +123,7 @@ class RedisSubscription:
             await self._recreate()
         except Exception as exc:  # the next read reports the outage and backs off
             logger.warning("redis could not declare %s again: %s", self.stream, exc)
-            await asyncio.sleep(self.settings.reconnect_delay)
+        await asyncio.sleep(self.settings.reconnect_delay)
 
     async def _read(self, cursor: bytes, *, block: bool) -> list[Any]:
         reply: Any = await self.client.xreadgroup(
@@ -243,17 +243,14 @@ class RedisSubscription:
         while not self._closed:
             try:
                 await self._reclaim()
-                await asyncio.sleep(period)
                 if self.unsettled:
                     await self.client.xclaim(
                         self.stream, self.group, self.consumer, 0,
                         list(self.unsettled), justid=True,
                     )
-            except NETWORK_ERRORS as exc:
+            except (ResponseError, *NETWORK_ERRORS) as exc:  # the reader reports outages
                 logger.debug("redis lease/reclaim on %s skipped: %s", self.stream, exc)
-                await asyncio.sleep(period)
-            except ResponseError as exc:  # e.g. NOGROUP while Redis comes back empty
-                logger.debug("redis lease/reclaim on %s skipped: %s", self.stream, exc)
+            await asyncio.sleep(period)
 
     async def _reclaim(self) -> None:
         cursor: Any = b"0-0"
@@ -269,6 +266,10 @@ class RedisSubscription:
                 return
 
     # -- stopping ---------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     async def cancel(self) -> None:
         self._cancelled = True
