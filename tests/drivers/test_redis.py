@@ -221,6 +221,25 @@ async def test_each_nack_redelivers_at_once_with_one_attempt_more(
     await sub.close()
 
 
+async def test_a_late_nack_after_the_entry_was_reclaimed_does_not_duplicate_it(
+    driver: RedisDriver, raw: Redis
+) -> None:
+    # Guards against a consumer whose lease lapsed (event loop blocked past claim_idle)
+    # re-adding an entry that another consumer's reclaim has already handed out.
+    queue = await declared(driver)
+    stream = driver.stream(queue)
+    await driver.publish(queue, [envelope(1)])
+    sink = Collector()
+    sub = await driver.attach(queue, sink, 1, {})
+    await sink.wait_for(1)
+    await raw.xclaim(stream, GROUP, "someone-else", 0, [sink.deliveries[0].tag])
+    assert sink.deliveries[0].nack() is True
+    await sub.close()  # returns once queued settlements are flushed
+    assert await raw.xlen(stream) == 1, "the nack must not re-add an entry it no longer owns"
+    pending = await raw.xpending_range(stream, GROUP, "-", "+", 10)
+    assert [row["consumer"] for row in pending] == [b"someone-else"]
+
+
 async def test_maxlen_trims_the_stream_only_when_set(driver: RedisDriver, raw: Redis) -> None:
     bounded, unbounded = await declared(driver, maxlen=100), await declared(driver)
     batch = [envelope(i) for i in range(1000)]
