@@ -236,7 +236,7 @@ def dramatiq_peer(count: int) -> Row:
     import dramatiq
     from dramatiq.brokers.redis import RedisBroker
 
-    broker = RedisBroker(url=URL, namespace=f"{PREFIX}dramatiq")
+    broker = RedisBroker(url=URL, namespace=f"{PREFIX}dramatiq")  # type: ignore[no-untyped-call]
     dramatiq.set_broker(broker)
     seen = 0
     done = threading.Event()
@@ -269,7 +269,7 @@ async def faststream_peer(count: int) -> Row:
     from faststream.redis import RedisBroker, StreamSub
 
     stream = f"{PREFIX}faststream"
-    broker = RedisBroker(URL, logger=None)
+    broker = RedisBroker(URL, logger=None)  # type: ignore[arg-type]
     done = asyncio.Event()
     seen = 0
 
@@ -299,9 +299,11 @@ async def faststream_peer(count: int) -> Row:
 
 
 async def arq_peer(count: int) -> Row:
-    from arq import create_pool
-    from arq.connections import RedisSettings as ArqSettings
-    from arq.worker import Worker, func
+    from arq import create_pool  # type: ignore[import-not-found, unused-ignore]
+    from arq.connections import (  # type: ignore[import-not-found, unused-ignore]
+        RedisSettings as ArqSettings,
+    )
+    from arq.worker import Worker, func  # type: ignore[import-not-found, unused-ignore]
 
     seen = 0
     done = asyncio.Event()

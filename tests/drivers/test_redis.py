@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -18,6 +19,7 @@ import pytest
 from redis.asyncio import Redis
 
 from relevo.drivers.base import QueueSpec
+from relevo.drivers.redis.connection import TlsConnection, create_client
 from relevo.drivers.redis.driver import GROUP, RedisDriver
 from relevo.drivers.redis.settings import RedisSettings
 from relevo.errors import DriverUnavailable
@@ -277,6 +279,20 @@ async def test_an_unreachable_redis_fails_start_with_driver_unavailable() -> Non
     with pytest.raises(DriverUnavailable):
         await driver.start()
     assert time.monotonic() - started < 3
+
+
+async def test_tls_settings_wrap_the_connection_in_relevos_context() -> None:
+    require_service("redis", "127.0.0.1", 6379)
+    tls = {"enabled": True, "insecure_skip_verify": True, "server_name": "redis.internal"}
+    client = create_client(settings(url="rediss://127.0.0.1:6379/0", tls=tls))
+    connection_class = client.connection_pool.connection_class
+    await client.aclose()
+    assert issubclass(connection_class, TlsConnection)
+    assert connection_class.context.verify_mode == ssl.CERT_NONE
+    # The plain-text server on 6379 cannot answer a TLS handshake: TLS is really on.
+    driver = RedisDriver(settings(tls=tls, publish_timeout=1.0))
+    with pytest.raises(DriverUnavailable):
+        await driver.start()
 
 
 def redis_answers() -> bool:

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import tempfile
-from collections.abc import Iterator
+import ssl
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import Connection, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from relevo.drivers.amqp.tls import ssl_context
 from relevo.drivers.redis.settings import RedisSettings
 from relevo.drivers.settings import TlsSettings
 
@@ -36,44 +36,31 @@ def create_client(settings: RedisSettings) -> Redis:
         "socket_keepalive": True,
         "decode_responses": False,
     }
+    url = settings.url
     if settings.tls.enabled:
-        options |= _tls_options(settings.tls)
-    client: Redis = Redis.from_url(settings.url, **options)
+        # relevo's own context (CA, client pair, server_name, insecure_skip_verify), the
+        # same as the AMQP driver's; on a plain redis:// URL so redis-py keeps our class.
+        options["connection_class"] = tls_connection_class(settings.tls)
+        if url.startswith("rediss://"):
+            url = "redis://" + url.removeprefix("rediss://")
+    client: Redis = Redis.from_url(url, **options)
     return client
 
 
-def _tls_options(tls: TlsSettings) -> dict[str, Any]:
-    options: dict[str, Any] = {"ssl": True}
-    if tls.insecure_skip_verify:
-        options |= {"ssl_cert_reqs": "none", "ssl_check_hostname": False}
-    if tls.ca:
-        if _is_pem(tls.ca):
-            options["ssl_ca_data"] = tls.ca
-        else:
-            options["ssl_ca_certs"] = _path(tls.ca)
-    if tls.cert:
-        options["ssl_certfile"] = _pem_file(tls.cert)
-    if tls.key:
-        options["ssl_keyfile"] = _pem_file(tls.key)
-    return options
+class TlsConnection(Connection):
+    """A redis-py connection whose socket is wrapped in `context`."""
+
+    context: ssl.SSLContext
+
+    def _connection_arguments(self) -> Mapping[str, Any]:
+        arguments = dict(super()._connection_arguments())
+        arguments["ssl"] = self.context
+        return arguments
 
 
-def _is_pem(value: str) -> bool:
-    return "-----BEGIN" in value
-
-
-def _path(value: str) -> str:
-    return value.removeprefix("file://")
-
-
-def _pem_file(value: str) -> str:
-    """redis-py takes client certificates as paths only: inline PEM goes to a private file."""
-    if not _is_pem(value):
-        return _path(value)
-    fd, path = tempfile.mkstemp(prefix="relevo-redis-", suffix=".pem")
-    with os.fdopen(fd, "w") as handle:  # mkstemp creates it 0600
-        handle.write(value)
-    return path
+def tls_connection_class(tls: TlsSettings) -> type[TlsConnection]:
+    """A TlsConnection class bound to the context `tls` describes (ConfigError if unusable)."""
+    return type("RelevoTlsConnection", (TlsConnection,), {"context": ssl_context(tls)})
 
 
 def backoff_s(settings: RedisSettings) -> Iterator[float]:
