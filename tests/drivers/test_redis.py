@@ -22,7 +22,8 @@ from relevo.drivers.base import QueueSpec
 from relevo.drivers.redis.connection import TlsConnection, create_client
 from relevo.drivers.redis.driver import GROUP, RedisDriver
 from relevo.drivers.redis.settings import RedisSettings
-from relevo.errors import DriverUnavailable
+from relevo.errors import DriverUnavailable, PublishError
+from relevo.message import Envelope
 from tests.conftest import require_service
 from tests.drivers.conformance import Collector, DriverConformance, envelope
 from tests.waiting import wait_until
@@ -240,6 +241,19 @@ async def test_a_late_nack_after_the_entry_was_reclaimed_does_not_duplicate_it(
     assert await raw.xlen(stream) == 1, "the nack must not re-add an entry it no longer owns"
     pending = await raw.xpending_range(stream, GROUP, "-", "+", 10)
     assert [row["consumer"] for row in pending] == [b"someone-else"]
+
+
+async def test_an_unencodable_header_fails_its_own_publish_only(driver: RedisDriver) -> None:
+    queue = await declared(driver)
+    bad = Envelope("bad", b"{}", {"when": object()})  # type: ignore[dict-item]
+    good = [envelope(i) for i in range(10)]
+    results = await asyncio.gather(
+        driver.publish(queue, [bad]), *(driver.publish(queue, [e]) for e in good),
+        return_exceptions=True,
+    )
+    assert isinstance(results[0], PublishError)
+    assert results[1:] == [None] * 10
+    assert (await driver.info(queue)).message_count == 10
 
 
 async def test_maxlen_trims_the_stream_only_when_set(driver: RedisDriver, raw: Redis) -> None:

@@ -31,21 +31,21 @@ Recreate = Callable[[str], Awaitable[bool]]
 
 
 class _Request:
-    __slots__ = ("deadline", "envelopes", "future", "maxlen", "queue", "stream")
+    __slots__ = ("deadline", "entries", "future", "maxlen", "queue", "stream")
 
     def __init__(
         self,
         queue: str,
         stream: str,
         maxlen: int | None,
-        envelopes: Sequence[Envelope],
+        entries: list[tuple[Any, ...]],
         future: asyncio.Future[None],
         deadline: float,
     ) -> None:
         self.queue = queue
         self.stream = stream
         self.maxlen = maxlen
-        self.envelopes = envelopes
+        self.entries = entries  # XADD field/value arguments, one tuple per envelope
         self.future = future
         self.deadline = deadline
 
@@ -69,10 +69,14 @@ class Publisher:
     async def publish(
         self, queue: str, stream: str, maxlen: int | None, envelopes: Sequence[Envelope]
     ) -> None:
+        try:  # here, so an unencodable header fails its own publish, not a whole pipeline
+            entries = [encode(envelope) for envelope in envelopes]
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise PublishError(f"redis publish to {queue!r}: bad headers: {exc}") from None
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         request = _Request(
-            queue, stream, maxlen, envelopes, future, loop.time() + self.settings.publish_timeout
+            queue, stream, maxlen, entries, future, loop.time() + self.settings.publish_timeout
         )
         self._pending.append(request)
         outstanding = self._outstanding
@@ -150,13 +154,13 @@ class Publisher:
         command = pipe.execute_command
         for request in batch:
             head = _xadd_head(request.stream, request.maxlen)
-            for envelope in request.envelopes:
-                command(*head, *encode(envelope))
+            for fields in request.entries:
+                command(*head, *fields)
         results = await pipe.execute(raise_on_error=False)
         retry: list[_Request] = []
         position = 0
         for request in batch:
-            count = len(request.envelopes)
+            count = len(request.entries)
             replies = results[position : position + count]
             position += count
             if request.future.done():
