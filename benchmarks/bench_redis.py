@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import os
 import sys
 import tempfile
@@ -340,6 +341,7 @@ async def taskiq_peer(count: int) -> Row:
     from taskiq.api import run_receiver_task
     from taskiq_redis import RedisStreamBroker
 
+    logging.getLogger("taskiq").setLevel(logging.CRITICAL)  # its cancel-time tracebacks
     broker = RedisStreamBroker(URL, queue_name=f"{PREFIX}taskiq", consumer_group_name="g",
                                consumer_id="0", xread_count=PREFETCH)
     seen = 0
