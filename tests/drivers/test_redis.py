@@ -180,6 +180,26 @@ async def test_a_handler_slower_than_claim_idle_is_not_delivered_twice(
     await sub_watch.close()
 
 
+async def test_each_delivery_that_died_with_its_consumer_counts_as_an_attempt(
+    make_driver: MakeDriver, raw: Redis
+) -> None:
+    driver = await make_driver(claim_idle=0.3)
+    queue = await declared(driver)
+    stream = driver.stream(queue)
+    await driver.publish(queue, [envelope(1)])
+    # Two consumers took it in turn and died holding it (the second claimed it from
+    # the first): two failed deliveries before anyone finishes it.
+    reply: Any = await raw.xreadgroup(GROUP, "ghost-1", {stream: ">"}, count=1)
+    entry_id = reply[0][1][0][0]
+    await raw.xclaim(stream, GROUP, "ghost-2", 0, [entry_id])
+    sink = Collector(auto="ack")
+    sub = await driver.attach(queue, sink, 10, {})
+    await sink.wait_for(1)
+    assert sink.deliveries[0].attempts == 3
+    await wait_empty(driver, queue)
+    await sub.close()
+
+
 async def test_a_consumer_re_reads_what_its_name_left_pending_before_claim_idle(
     driver: RedisDriver, raw: Redis
 ) -> None:
