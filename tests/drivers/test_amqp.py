@@ -24,9 +24,9 @@ import relevo
 from relevo.drivers.amqp.connection import connection_url
 from relevo.drivers.amqp.driver import AmqpDriver
 from relevo.drivers.amqp.settings import AmqpSettings
-from relevo.drivers.amqp.tls import ssl_context
 from relevo.drivers.base import QueueSpec
 from relevo.drivers.settings import TlsSettings
+from relevo.drivers.tls import ssl_context
 from relevo.errors import ConfigError, DriverUnavailable, QueueFull, QueueNotFound
 from tests.appfiles import write_app
 from tests.conftest import require_service

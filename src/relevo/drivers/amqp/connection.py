@@ -20,7 +20,7 @@ import aiormq
 from yarl import URL
 
 from relevo.drivers.amqp.settings import AmqpSettings
-from relevo.drivers.amqp.tls import ssl_context
+from relevo.drivers.tls import ssl_context
 from relevo.errors import DriverUnavailable
 
 log = logging.getLogger("relevo.drivers.amqp")

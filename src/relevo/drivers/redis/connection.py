@@ -17,9 +17,9 @@ from redis.asyncio import Connection, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from relevo.drivers.amqp.tls import ssl_context
 from relevo.drivers.redis.settings import RedisSettings
 from relevo.drivers.settings import TlsSettings
+from relevo.drivers.tls import ssl_context
 
 logger = logging.getLogger("relevo.drivers.redis")
 

@@ -1,4 +1,4 @@
-"""TLS for the AMQP connection: an `ssl.SSLContext` built from `TlsSettings`.
+"""TLS for broker connections: an `ssl.SSLContext` built from `TlsSettings` (AMQP, Redis).
 
 PEM values arrive as inline text, `file://` paths or already-substituted `${env:}`
 values. The standard library loads client certificates only from files, so inline
