@@ -11,6 +11,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable
+from types import CoroutineType
 from typing import Any
 
 from relevo.consumer.settle import describe, nack_reason
@@ -133,7 +134,9 @@ class WorkerPool:
                 delivery.nack(f"undecodable body: {describe(exc)}")
                 continue
             try:
-                result = await handler(payload)
+                result = handler(payload)
+                if type(result) is CoroutineType:
+                    result = await result
             except Exception as exc:
                 log.warning("%s: handler failed on %s", self.label, delivery.id, exc_info=exc)
                 delivery.nack(describe(exc))

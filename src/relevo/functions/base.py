@@ -5,8 +5,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-Handler = Callable[[Any], Awaitable[Any]]
-"""Takes the decoded body; its return value (or exception) decides ack or nack (DESIGN §3).
+Handler = Callable[[Any], Awaitable[Any] | Any]
+"""Takes the decoded body and returns the result, or a coroutine the worker awaits for it.
+
+The result (or exception) decides ack or nack (DESIGN §3). A handler that can answer at
+once (a Lua handler that does not wait) returns the result itself, which spares a
+coroutine per message; `async def` handlers simply return their coroutine.
 
 A Lua function translates `nil, err` and `false` into a return of False or an
 Exception instance, so the worker pool applies one rule to every kind of function.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import textwrap
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -76,7 +77,8 @@ async def handle(
     token = current_delivery.set(delivery if delivery is not None else make_delivery())
     app_token = current_runtime.set(runtime)
     try:
-        return await function.handler(payload)
+        result = function.handler(payload)
+        return await result if inspect.iscoroutine(result) else result
     finally:
         current_runtime.reset(app_token)
         current_delivery.reset(token)

@@ -286,4 +286,4 @@ async def test_queue_message_outside_a_handler_returns_nil_and_an_error(
         return function() return {queue.message()} end
         """)
     assert current_delivery.get() is None
-    assert await fn.handler(None) == {2: "queue.message() is only available inside a handler"}
+    assert fn.handler(None) == {2: "queue.message() is only available inside a handler"}

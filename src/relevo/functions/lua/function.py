@@ -93,17 +93,35 @@ class LuaFunction:
             raise RelevoError(f"{self.entry_id}: Lua function used before load()")
         return LuaState(self._source, self.limits, self.log)
 
-    async def _call(self, payload: Any) -> Any:
+    def _call(self, payload: Any) -> Any:
+        """Answers at once when Lua does not wait (no coroutine per message); when it
+        does, returns a coroutine that owns the state until the call ends."""
         idle = self._idle
         state = idle.pop() if idle else self._new_state()
         try:
             fast = state.fast
             out = fast(state.to_lua(payload)) if fast is not None else state.start(payload)
             if type(out) is not tuple:  # the hot path, an ack: the handler's value itself
-                return out if type(out) is not state.table_type else state.convert.from_lua(out)
-            if out[0] in (WAIT, YIELD):
-                return await state.run(out)
-            return state.settlement(out)
+                result = out if type(out) is not state.table_type else state.convert.from_lua(out)
+            elif out[0] in (WAIT, YIELD):
+                return self._wait(state, out)  # it owns the state from here
+            else:
+                result = state.settlement(out)
+        except BaseException as exc:
+            translated = None if isinstance(exc, RelevoError) else state.translate(exc)
+            self._put_back(state)  # after translate: a broken state is closed here
+            if translated is None:
+                raise
+            raise translated from None
+        if len(idle) < self._keep and state.co is not None:
+            idle.append(state)
+        else:
+            state.close()
+        return result
+
+    async def _wait(self, state: LuaState, out: tuple[Any, ...]) -> Any:
+        try:
+            return await state.run(out)
         except RelevoError:
             raise
         except BaseException as exc:
@@ -112,10 +130,13 @@ class LuaFunction:
                 raise
             raise translated from None
         finally:
-            if state.co is not None and len(idle) < self._keep:
-                idle.append(state)
-            else:  # broken by a limit, closed, or more states than workers
-                state.close()
+            self._put_back(state)
+
+    def _put_back(self, state: LuaState) -> None:
+        if state.co is not None and len(self._idle) < self._keep:
+            self._idle.append(state)
+        else:  # broken by a limit, closed, or more states than workers
+            state.close()
 
     async def _call_in_thread(self, payload: Any) -> Any:
         """`run_in_thread`: each run of Lua code goes to a worker thread, waits stay here.
@@ -150,10 +171,7 @@ class LuaFunction:
                 raise
             raise translated from None
         finally:
-            if state.co is not None and len(idle) < self._keep:
-                idle.append(state)
-            else:
-                state.close()
+            self._put_back(state)
 
     @property
     def states_idle(self) -> int:
