@@ -25,17 +25,17 @@ import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aio_pika
 import aiormq
 
+from benchmarks.broker_rows import Row, drain_app, drain_driver, rate, table
 from relevo.drivers.amqp.driver import AmqpDriver
 from relevo.drivers.amqp.settings import AmqpSettings
 from relevo.drivers.base import QueueSpec
-from relevo.message import Delivery, Envelope
+from relevo.message import Envelope
 
 URL = os.environ.get("RELEVO_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 CONCURRENCY = 16
@@ -44,13 +44,6 @@ WINDOW = 100  # publisher confirms in flight
 BODY = b'{"id": "task-123", "action": "process", "n": 1}'
 BROKER = URL.split("@")[-1]
 
-
-@dataclass
-class Row:
-    name: str
-    publish: float | None  # messages per second, None when not measured
-    drain: float | None
-    note: str = ""
 
 
 def queue_name(tag: str) -> str:
@@ -66,9 +59,6 @@ async def delete_queues(*names: str) -> None:
     finally:
         await connection.close()
 
-
-def rate(count: int, started: float) -> float:
-    return count / (time.perf_counter() - started)
 
 
 async def publish_rate(count: int, publish_one: Callable[[], Awaitable[object]]) -> float:
@@ -146,28 +136,7 @@ async def relevo_driver(count: int) -> Row:
             count, lambda: driver.publish(name, [Envelope(uuid.uuid4().hex, BODY)])
         )
 
-        # Drain with 16 workers pulling from the prefetch buffer, as a consumer does.
-        buffer: asyncio.Queue[Delivery] = asyncio.Queue()
-        done = asyncio.Event()
-        seen = 0
-
-        async def worker() -> None:
-            nonlocal seen
-            while True:
-                delivery = await buffer.get()
-                delivery.ack()
-                seen += 1
-                if seen >= count:
-                    done.set()
-
-        workers = [asyncio.create_task(worker()) for _ in range(CONCURRENCY)]
-        started = time.perf_counter()
-        sub = await driver.attach(name, buffer.put_nowait, PREFETCH, {})
-        await done.wait()
-        drained = rate(count, started)
-        await sub.close()
-        for task in workers:
-            task.cancel()
+        drained = await drain_driver(driver, name, count, CONCURRENCY, PREFETCH)
     finally:
         await driver.stop()
         await delete_queues(name)
@@ -189,7 +158,7 @@ entries:
     queue_name: {queue}
   - name: handler
     kind: function.python
-    handler: "benchmarks.bench_amqp:count_handler"
+    handler: "benchmarks.handlers:noop"
   - name: worker
     kind: queue.consumer
     queue: bench:tasks
@@ -198,23 +167,7 @@ entries:
     prefetch: {prefetch}
 """
 
-_app_seen = 0
-_app_done: asyncio.Event | None = None
-_app_target = 0
-
-
-async def count_handler(body: Any) -> None:
-    """The benchmark's handler: counts, so the loop stops when every message is handled."""
-    global _app_seen
-    _app_seen += 1
-    if _app_seen >= _app_target and _app_done is not None:
-        _app_done.set()
-
-
 async def relevo_app(count: int) -> Row:
-    # The handler is imported by path, so under `python -m` it lives in a second copy
-    # of this module: keep the counter there.
-    import benchmarks.bench_amqp as handler_module
     import relevo
 
     name = queue_name("app")
@@ -228,13 +181,7 @@ async def relevo_app(count: int) -> Row:
                 payload = {"id": "task-123", "action": "process", "n": 1}
                 published = await publish_rate(count, lambda: app.publish("bench:tasks", payload))
                 target = count // WINDOW * WINDOW
-                done = asyncio.Event()
-                handler_module._app_seen, handler_module._app_target = 0, target
-                handler_module._app_done = done
-                started = time.perf_counter()
-                await app.start("bench:worker")
-                await done.wait()
-                drained = rate(target, started)
+                drained = await drain_app(app, "bench:worker", target)
         finally:
             await delete_queues(name)
     return Row("relevo app (YAML, app.publish, handler)", published, drained)
@@ -312,23 +259,6 @@ async def faststream_peer(count: int) -> Row:
 # -- the table ------------------------------------------------------------------------
 
 
-def table(rows: list[Row], baseline: Row) -> str:
-    def cell(value: float | None) -> str:
-        return "-" if value is None else f"{value:,.0f}"
-
-    def ratio(value: float | None, base: float | None) -> str:
-        return "-" if value is None or not base else f"{value / base:.2f}x"
-
-    lines = [
-        f"{'':42} {'publish/s':>10} {'vs raw':>7} {'drain/s':>10} {'vs raw':>7}  note",
-        "-" * 100,
-    ]
-    for row in rows:
-        lines.append(
-            f"{row.name:42} {cell(row.publish):>10} {ratio(row.publish, baseline.publish):>7} "
-            f"{cell(row.drain):>10} {ratio(row.drain, baseline.drain):>7}  {row.note}"
-        )
-    return "\n".join(lines)
 
 
 async def main(count: int, rounds: int, skip_peers: bool) -> None:

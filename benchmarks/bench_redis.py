@@ -25,17 +25,17 @@ import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import redis
 from redis.asyncio import Redis
 
+from benchmarks.broker_rows import Row, drain_app, drain_driver, rate, table
 from relevo.drivers.base import QueueSpec
 from relevo.drivers.redis.driver import RedisDriver
 from relevo.drivers.redis.settings import RedisSettings
-from relevo.message import Delivery, Envelope
+from relevo.message import Envelope
 
 URL = os.environ.get("RELEVO_REDIS_URL", "redis://127.0.0.1:6379/0")
 CONCURRENCY = 16
@@ -46,16 +46,6 @@ PEER_TIMEOUT_S = 60.0
 PREFIX = f"relevo-bench:{uuid.uuid4().hex[:8]}:"
 
 
-@dataclass
-class Row:
-    name: str
-    publish: float | None  # messages per second, None when not measured
-    drain: float | None
-    note: str = ""
-
-
-def rate(count: int, started: float) -> float:
-    return count / (time.perf_counter() - started)
 
 
 async def delete_keys(pattern: str) -> None:
@@ -126,28 +116,7 @@ async def relevo_driver(count: int) -> list[Row]:
         single_rate = rate(per_task * WINDOW, started)
         total = count + per_task * WINDOW
 
-        # Drain both rounds with 16 workers pulling from the prefetch buffer.
-        buffer: asyncio.Queue[Delivery] = asyncio.Queue()
-        done = asyncio.Event()
-        seen = 0
-
-        async def worker() -> None:
-            nonlocal seen
-            while True:
-                delivery = await buffer.get()
-                delivery.ack()
-                seen += 1
-                if seen >= total:
-                    done.set()
-
-        workers = [asyncio.create_task(worker()) for _ in range(CONCURRENCY)]
-        started = time.perf_counter()
-        sub = await driver.attach(name, buffer.put_nowait, PREFETCH, {})
-        await done.wait()
-        pool_rate = rate(total, started)
-        await sub.close()
-        for task in workers:
-            task.cancel()
+        pool_rate = await drain_driver(driver, name, total, CONCURRENCY, PREFETCH)
     finally:
         await driver.stop()
     return [
@@ -174,7 +143,7 @@ entries:
     queue_name: app
   - name: handler
     kind: function.python
-    handler: "benchmarks.bench_redis:count_handler"
+    handler: "benchmarks.handlers:noop"
   - name: worker
     kind: queue.consumer
     queue: bench:tasks
@@ -183,23 +152,7 @@ entries:
     prefetch: {prefetch}
 """
 
-_app_seen = 0
-_app_done: asyncio.Event | None = None
-_app_target = 0
-
-
-async def count_handler(body: Any) -> None:
-    """The benchmark's handler: counts, so the loop stops when every message is handled."""
-    global _app_seen
-    _app_seen += 1
-    if _app_seen >= _app_target and _app_done is not None:
-        _app_done.set()
-
-
 async def relevo_app(count: int) -> Row:
-    # The handler is imported by path, so under `python -m` it lives in a second copy
-    # of this module: keep the counter there.
-    import benchmarks.bench_redis as handler_module
     import relevo
 
     with tempfile.TemporaryDirectory() as folder:
@@ -219,13 +172,7 @@ async def relevo_app(count: int) -> Row:
             await asyncio.gather(*(publisher() for _ in range(WINDOW)))
             published = rate(per_task * WINDOW, started)
             target = per_task * WINDOW
-            done = asyncio.Event()
-            handler_module._app_seen, handler_module._app_target = 0, target
-            handler_module._app_done = done
-            started = time.perf_counter()
-            await app.start("bench:worker")
-            await done.wait()
-            drained = rate(target, started)
+            drained = await drain_app(app, "bench:worker", target)
     return Row("relevo app (YAML, app.publish, handler)", published, drained,
                "publish: 1 per call x 100 tasks")
 
@@ -375,23 +322,6 @@ async def taskiq_peer(count: int) -> Row:
 # -- the table -----------------------------------------------------------------------
 
 
-def table(rows: list[Row], baseline: Row) -> str:
-    def cell(value: float | None) -> str:
-        return "-" if value is None else f"{value:,.0f}"
-
-    def ratio(value: float | None, base: float | None) -> str:
-        return "-" if value is None or not base else f"{value / base:.2f}x"
-
-    lines = [
-        f"{'':42} {'publish/s':>10} {'vs raw':>7} {'drain/s':>10} {'vs raw':>7}  note",
-        "-" * 110,
-    ]
-    for row in rows:
-        lines.append(
-            f"{row.name:42} {cell(row.publish):>10} {ratio(row.publish, baseline.publish):>7} "
-            f"{cell(row.drain):>10} {ratio(row.drain, baseline.drain):>7}  {row.note}"
-        )
-    return "\n".join(lines)
 
 
 async def main(count: int, skip_peers: bool, wanted: set[str]) -> None:
