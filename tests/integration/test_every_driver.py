@@ -14,7 +14,7 @@ import relevo
 from tests.appfiles import write_app
 from tests.conftest import require_service
 from tests.integration import handlers
-from tests.waiting import wait_until, wait_until_async
+from tests.waiting import queue_holds, wait_until
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 DRIVERS = {
@@ -69,13 +69,6 @@ def app_on(tmp_path: Path, driver_yaml: str, handler: str, consumer: str = "") -
 {consumer}""")
 
 
-async def count_is(app: relevo.App, queue: str, expected: int) -> None:
-    async def check() -> bool:
-        return (await app.info(queue))["message_count"] == expected
-
-    await wait_until_async(check, 10, f"{queue} to hold {expected} messages")
-
-
 pytestmark = pytest.mark.broker
 
 
@@ -86,7 +79,7 @@ async def test_messages_are_handled_and_acked_with_ids_and_typed_headers(
     async with relevo.load(app_on(tmp_path, driver_yaml, "record")) as app:
         ids = [await app.publish("app:tasks", {"n": n}, headers=headers) for n in range(5)]
         await wait_until(lambda: len(handlers.state.calls) == 5, 10, "5 handled")
-        await count_is(app, "app:tasks", 0)
+        await queue_holds(app, "app:tasks", 0)
     assert sorted(c.id for c in handlers.state.calls) == sorted(ids)
     for call in handlers.state.calls:
         assert call.attempts == 1
@@ -101,8 +94,8 @@ async def test_a_failing_message_is_retried_then_dead_lettered(
     async with relevo.load(app_on(tmp_path, driver_yaml, "record")) as app:
         message_id = await app.publish("app:tasks", {"id": 1, "fail": True})
         await wait_until(lambda: len(handlers.state.calls) == 2, 10, "two attempts")
-        await count_is(app, "app:dead", 1)
-        await count_is(app, "app:tasks", 0)
+        await queue_holds(app, "app:dead", 1)
+        await queue_holds(app, "app:tasks", 0)
     assert [(c.id, c.attempts) for c in handlers.state.calls] == [(message_id, 1),
                                                                    (message_id, 2)]
 
@@ -117,8 +110,8 @@ async def test_stopping_a_consumer_mid_stream_loses_nothing(
         handlers.state.gate.set()  # running handlers may finish while the consumer stops
         await app.stop("app:worker")
         seen_before = {c.id for c in handlers.state.calls}
-        await count_is(app, "app:tasks", 20 - len(seen_before))
+        await queue_holds(app, "app:tasks", 20 - len(seen_before))
         await app.start("app:worker")
         await wait_until(lambda: {c.id for c in handlers.state.calls} == set(ids), 15,
                          "every message handled")
-        await count_is(app, "app:tasks", 0)
+        await queue_holds(app, "app:tasks", 0)

@@ -15,7 +15,7 @@ import relevo
 from tests.appfiles import write_app
 from tests.conftest import require_service
 from tests.integration import handlers
-from tests.waiting import wait_until, wait_until_async
+from tests.waiting import queue_holds, wait_until
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "lua"
 TASKS = "app.queue:tasks"
@@ -27,13 +27,6 @@ def handled(caplog: pytest.LogCaptureFixture, message: str) -> list[dict[str, ob
             if r.name.startswith("relevo.lua") and r.getMessage().split(" ")[0] == message]
 
 
-async def drained(app: relevo.App, queue: str) -> None:
-    async def empty() -> bool:
-        return (await app.info(queue))["message_count"] == 0
-
-    await wait_until_async(empty, what=f"{queue} to drain")
-
-
 async def test_the_documented_application_runs_as_written(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -42,7 +35,7 @@ async def test_the_documented_application_runs_as_written(
         await app.publish_batch(TASKS, [{"id": f"task-{n}", "action": "process"}
                                         for n in range(40)])
         await app.publish(TASKS, '{"id": "as-text", "action": "process"}')  # a JSON string
-        await drained(app, TASKS)
+        await queue_holds(app, TASKS, 0)
     seen = sorted(str(fields["task_id"]) for fields in handled(caplog, "Procesando"))
     assert seen == sorted([f"task-{n}" for n in range(40)] + ["as-text"])
 
@@ -91,7 +84,7 @@ async def test_the_documented_handler_runs_on_a_broker(
         await app.publish_batch(TASKS, [{"id": f"task-{n}"} for n in range(20)])
         await wait_until(lambda: len(handled(caplog, "Procesando")) >= 20, timeout_s=15,
                          what="20 tasks handled")
-        await drained(app, TASKS)
+        await queue_holds(app, TASKS, 0)
     if broker == "redis":
         async with Redis.from_url("redis://127.0.0.1:6379/0") as client:
             await client.delete(f"relevo:{name}")
@@ -158,7 +151,7 @@ async def test_a_lua_error_nacks_and_the_message_is_redelivered(
     async with relevo.load(path) as app:
         await app.publish("app:tasks", {"id": "t-1"})
         await wait_until(lambda: len(handled(caplog, "attempt")) == 3, what="three attempts")
-        await drained(app, "app:tasks")
+        await queue_holds(app, "app:tasks", 0)
     assert [f["attempts"] for f in handled(caplog, "attempt")] == [1, 2, 3]
     failures = [r for r in caplog.records if r.name == "relevo.consumer"]
     assert "handler.lua:6: transient failure 1" in str(failures[0].exc_info[1])  # type: ignore[index]
@@ -171,18 +164,13 @@ async def test_a_refused_task_is_retried_then_dead_lettered_with_the_lua_error(
                    dead_letter="  dead_letter: {queue: dead, max_attempts: 2}")
     async with relevo.load(path) as app:
         await app.publish("app:tasks", {"id": "t-9", "action": "fail"})
-        await wait_until_async(
-            lambda: _count(app, "app:dead", 1), what="the task in the dead-letter queue")
+        await queue_holds(app, "app:dead", 1)
         await app.start("app:dead_reader")
         await wait_until(lambda: len(handlers.state.calls) == 1, what="dead letter read")
     dead = handlers.state.calls[0]
     assert dead.body == {"id": "t-9", "action": "fail"}
     assert dead.headers["x_dead_letter_reason"] == "LuaHandlerError: cannot process task t-9"
     assert dead.headers["attempts"] == 2
-
-
-async def _count(app: relevo.App, queue: str, expected: int) -> bool:
-    return (await app.info(queue))["message_count"] == expected
 
 
 async def test_lua_workers_overlap_their_waits_and_publish_onwards(tmp_path: Path) -> None:
@@ -203,7 +191,7 @@ async def test_lua_workers_overlap_their_waits_and_publish_onwards(tmp_path: Pat
         await app.publish_batch("app:tasks", [{"id": str(n)} for n in range(8)])
         await wait_until(lambda: len(handlers.state.calls) == 8, what="8 onward messages")
         elapsed = time.monotonic() - started
-        await drained(app, "app:tasks")
+        await queue_holds(app, "app:tasks", 0)
     assert elapsed < 0.6  # 8 sleeps of 100 ms over 4 workers: two rounds, not eight
     bodies = sorted(handlers.state.calls, key=lambda c: int(c.body["id"]))
     assert [c.body for c in bodies] == [{"id": str(n), "seen_by": "lua"} for n in range(8)]
@@ -226,7 +214,7 @@ async def test_a_runaway_lua_handler_is_nacked_and_the_others_keep_working(
         await app.publish("app:tasks", {"id": "spin", "spin": True})
         await app.publish_batch("app:tasks", [{"id": str(n)} for n in range(10)])
         await wait_until(lambda: len(handled(caplog, "ok")) == 10, what="the other tasks")
-        await wait_until_async(lambda: _count(app, "app:dead", 1), what="the runaway dead")
+        await queue_holds(app, "app:dead", 1)
         await app.start("app:dead_reader")
         await wait_until(lambda: len(handlers.state.calls) == 1, what="dead letter read")
     reason = handlers.state.calls[0].headers["x_dead_letter_reason"]

@@ -12,7 +12,7 @@ import relevo
 from relevo.errors import NoDeliveryContext, PublishError, QueueFull, QueueNotFound, RelevoError
 from tests.appfiles import write_app
 from tests.integration import handlers
-from tests.waiting import wait_until, wait_until_async
+from tests.waiting import queue_holds, wait_until
 
 H = "tests.integration.handlers"
 
@@ -39,20 +39,13 @@ def app_yaml(tmp_path: Path, handler: str, *, consumer: str = "", queue: str = "
 {consumer}{extra}""")
 
 
-async def drained(app: relevo.App, queue: str = "app:tasks") -> None:
-    async def empty() -> bool:
-        return (await app.info(queue))["message_count"] == 0
-
-    await wait_until_async(empty, what=f"{queue} to drain")
-
-
 async def test_a_published_message_reaches_its_handler_and_is_acked(tmp_path: Path) -> None:
     async with relevo.load(app_yaml(tmp_path, "record")) as app:
         message_id = await app.publish(
             "app:tasks", {"id": "task-123"}, headers={"correlation_id": "c-1", "n": 2, "f": 0.5,
                                                        "b": True})
         await wait_until(lambda: len(handlers.state.calls) == 1)
-        await drained(app)
+        await queue_holds(app, "app:tasks", 0)
     call = handlers.state.calls[0]
     assert (call.body, call.id, call.attempts) == ({"id": "task-123"}, message_id, 1)
     assert call.headers == {"correlation_id": "c-1", "n": 2, "f": 0.5, "b": True}
@@ -75,7 +68,7 @@ async def test_a_failing_message_is_retried_then_dead_lettered_with_its_story(
     async with relevo.load(app_yaml(tmp_path, "record", queue=queue, extra=reader)) as app:
         message_id = await app.publish("app:tasks", {"id": 7, "fail": True}, headers={"k": "v"})
         await wait_until(lambda: (len(handlers.state.calls) == 3), what="three attempts")
-        await drained(app)
+        await queue_holds(app, "app:tasks", 0)
         assert (await app.info("app:dead"))["message_count"] == 1
         await app.start("app:dead_reader")
         await wait_until(lambda: len(handlers.state.calls) == 4, what="dead letter read")
@@ -98,7 +91,7 @@ async def test_returning_false_or_an_exception_nacks(tmp_path: Path, handler: st
     async with relevo.load(app_yaml(tmp_path, handler, queue=queue)) as app:
         await app.publish("app:tasks", {"x": 1})
         await wait_until(lambda: len(handlers.state.calls) == 2)
-        await drained(app)
+        await queue_holds(app, "app:tasks", 0)
         dead = await app.info("app:dead")
     assert [c.attempts for c in handlers.state.calls] == [1, 2]
     assert dead["message_count"] == 1
@@ -112,7 +105,7 @@ async def test_an_undecodable_body_is_nacked_and_dead_lettered_not_dropped(
         await app.publish("app:tasks", b"{not json")  # bytes pass through the json codec
         await app.publish("app:tasks", {"fine": True})
         await wait_until(lambda: len(handlers.state.calls) == 1)
-        await drained(app)
+        await queue_holds(app, "app:tasks", 0)
         assert (await app.info("app:dead"))["message_count"] == 1
     assert handlers.state.calls[0].body == {"fine": True}
 
@@ -123,7 +116,7 @@ async def test_a_handler_settles_once_and_the_runtime_does_not_settle_again(
     async with relevo.load(app_yaml(tmp_path, "settles_itself")) as app:
         await app.publish("app:tasks", {})
         await wait_until(lambda: len(handlers.state.results) == 1)
-        await drained(app)
+        await queue_holds(app, "app:tasks", 0)
     assert handlers.state.results == [(True, False, False)]
     assert len(handlers.state.calls) == 1
 
@@ -134,7 +127,7 @@ async def test_sync_handlers_run_in_threads_with_message_and_publish_sync(
     async with relevo.load(app_yaml(tmp_path, "sync_record")) as app:
         await app.publish("app:tasks", {"forward": "app:dead"}, headers={"k": "v"})
         await wait_until(lambda: len(handlers.state.results) == 2)
-        await drained(app)
+        await queue_holds(app, "app:tasks", 0)
         assert (await app.info("app:dead"))["message_count"] == 1
     call = handlers.state.calls[0]
     assert call.thread != threading.main_thread().name
@@ -155,7 +148,7 @@ async def test_auto_ack_settles_before_the_handler_so_failures_are_not_retried(
     async with relevo.load(app_yaml(tmp_path, "record", consumer="  auto_ack: true\n")) as app:
         await app.publish("app:tasks", {"fail": True})
         await wait_until(lambda: len(handlers.state.calls) == 1)
-        await drained(app)
+        await queue_holds(app, "app:tasks", 0)
     assert len(handlers.state.calls) == 1
 
 
@@ -172,7 +165,7 @@ async def test_busy_workers_are_bounded_by_concurrency_and_prefetch(
         await asyncio.sleep(0.05)  # a window for an over-eager pool to start one more
         assert handlers.state.max_running == busy
         handlers.state.gate.set()
-        await drained(app)
+        await queue_holds(app, "app:tasks", 0)
     assert len(handlers.state.calls) == 30
 
 
