@@ -113,10 +113,7 @@ class LuaFunction:
             if translated is None:
                 raise
             raise translated from None
-        if len(idle) < self._keep and state.co is not None:
-            idle.append(state)
-        else:
-            state.close()
+        self._put_back(state)
         return result
 
     async def _wait(self, state: LuaState, out: tuple[Any, ...]) -> Any:
