@@ -7,6 +7,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from relevo.message import Delivery, Outcome
+from tests.waiting import wait_until
 
 
 class RecordingSettler:
@@ -39,11 +40,8 @@ async def test_racing_threads_settle_exactly_once_on_the_loop_thread() -> None:
             asyncio.get_running_loop().run_in_executor(pool, d.ack if i % 2 else d.nack)
             for d in deliveries for i in range(4)
         ))
-    await asyncio.sleep(0)  # settlements from threads run as loop callbacks
-    for _ in range(100):
-        if len(settler.outcomes) == 200:
-            break
-        await asyncio.sleep(0.01)
+    # settlements from threads run as loop callbacks
+    await wait_until(lambda: len(settler.outcomes) >= 200, what="200 settlements")
     assert sum(wins) == 200
     assert len(settler.outcomes) == 200
     assert set(settler.threads) == {threading.get_ident()}
