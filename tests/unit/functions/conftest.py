@@ -19,6 +19,8 @@ from relevo.functions.lua.settings import LuaSettings
 from relevo.message import Delivery, Headers, Outcome
 
 FIXTURES = Path(__file__).parent / "lua"
+DOCUMENTED_HANDLER = Path(__file__).parents[3] / "examples" / "lua" / "task_handler.lua"
+"""The original documentation's handler, as the example ships it."""
 ALL_MODULES = ["json", "logger", "queue", "time"]
 
 MakeLua = Callable[..., Awaitable[LuaFunction]]

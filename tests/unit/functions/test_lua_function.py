@@ -12,13 +12,13 @@ from relevo.consumer.settle import nack_reason
 from relevo.errors import RelevoError
 from relevo.functions.lua.errors import LuaError, LuaHandlerError, LuaLoadError
 from relevo.functions.lua.settings import LuaSettings
-from tests.unit.functions.conftest import FIXTURES, MakeLua, handle
+from tests.unit.functions.conftest import DOCUMENTED_HANDLER, FIXTURES, MakeLua, handle
 
 
 async def test_the_documented_handler_runs_as_written_on_text_and_on_tables(
     make_lua: MakeLua, caplog: pytest.LogCaptureFixture
 ) -> None:
-    fn = await make_lua(FIXTURES / "task_handler.lua", modules=["json", "logger"])
+    fn = await make_lua(DOCUMENTED_HANDLER, modules=["json", "logger"])
     caplog.set_level("INFO", logger="relevo.lua")
 
     assert await handle(fn, '{"id": "task-1"}') == {"id": "task-1", "status": "done"}
@@ -26,8 +26,8 @@ async def test_the_documented_handler_runs_as_written_on_text_and_on_tables(
     failed = await handle(fn, {"id": "task-3", "action": "fail"})
 
     assert isinstance(failed, LuaHandlerError)
-    assert str(failed) == "cannot process task-3"
-    assert nack_reason(failed) == "LuaHandlerError: cannot process task-3"
+    assert str(failed) == "cannot process task task-3"
+    assert nack_reason(failed) == "LuaHandlerError: cannot process task task-3"
     assert [r.getMessage() for r in caplog.records] == [
         "Procesando task_id=task-1", "Procesando task_id=task-2", "Procesando task_id=task-3"]
 

@@ -10,7 +10,13 @@ import pytest
 
 from relevo.functions.lua.errors import LuaHandlerError, LuaLimitExceeded
 from relevo.message import Outcome
-from tests.unit.functions.conftest import FIXTURES, FakeRuntime, MakeLua, handle, make_delivery
+from tests.unit.functions.conftest import (
+    DOCUMENTED_HANDLER,
+    FakeRuntime,
+    MakeLua,
+    handle,
+    make_delivery,
+)
 from tests.waiting import wait_until
 
 BUSY = """\
@@ -94,7 +100,7 @@ async def test_modules_work_from_a_thread(make_lua: MakeLua, fake_runtime: FakeR
 
 
 async def test_the_documented_handler_runs_in_threads(make_lua: MakeLua) -> None:
-    fn = await make_lua(FIXTURES / "task_handler.lua", modules=["json", "logger"],
+    fn = await make_lua(DOCUMENTED_HANDLER, modules=["json", "logger"],
                         run_in_thread=True)
     results = await asyncio.gather(*(handle(fn, {"id": n}) for n in range(8)))
     assert results == [{"id": n, "status": "done"} for n in range(8)]
