@@ -108,24 +108,22 @@ class LuaFunction:
             else:
                 result = state.settlement(out)
         except BaseException as exc:
-            translated = None if isinstance(exc, RelevoError) else state.translate(exc)
-            self._put_back(state)  # after translate: a broken state is closed here
-            if translated is None:
+            error = _escaped(state, exc)
+            self._put_back(state)  # after translating: a broken state is closed here
+            if error is exc:
                 raise
-            raise translated from None
+            raise error from None
         self._put_back(state)
         return result
 
     async def _wait(self, state: LuaState, out: tuple[Any, ...]) -> Any:
         try:
             return await state.run(out)
-        except RelevoError:
-            raise
         except BaseException as exc:
-            translated = state.translate(exc)
-            if translated is None:
+            error = _escaped(state, exc)
+            if error is exc:
                 raise
-            raise translated from None
+            raise error from None
         finally:
             self._put_back(state)
 
@@ -157,16 +155,14 @@ class LuaFunction:
             if out[0] in (WAIT, YIELD):
                 return await state.run(out, resume)
             return state.settlement(out)
-        except RelevoError:
-            raise
         except asyncio.CancelledError:
             state.drop()
             raise
         except BaseException as exc:
-            translated = state.translate(exc)
-            if translated is None:
+            error = _escaped(state, exc)
+            if error is exc:
                 raise
-            raise translated from None
+            raise error from None
         finally:
             self._put_back(state)
 
@@ -174,6 +170,14 @@ class LuaFunction:
     def states_idle(self) -> int:
         """Idle Lua states kept for the next calls (for tests and stats)."""
         return len(self._idle)
+
+
+def _escaped(state: LuaState, exc: BaseException) -> BaseException:
+    """What to raise for an exception out of a Lua call: relevo's own as it is, the rest
+    translated (a Lua error with its file and line, a limit, ...)."""
+    if isinstance(exc, RelevoError):
+        return exc
+    return state.translate(exc) or exc
 
 
 def source_path(source: str) -> str:
