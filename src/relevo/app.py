@@ -9,6 +9,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from relevo.backoff import Backoff
 from relevo.codecs import CODECS
 from relevo.config.build import load_registry
 from relevo.config.checks import driver_short, merged_options
@@ -23,7 +24,6 @@ from relevo.functions.catalog import FUNCTION_KINDS
 from relevo.ids import split
 from relevo.queue import Queue
 from relevo.registry import Entry, Registry
-from relevo.supervisor.backoff import Backoff
 from relevo.supervisor.service import Service, Supervised
 from relevo.supervisor.status import Status
 from relevo.supervisor.supervisor import Supervisor

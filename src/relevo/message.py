@@ -56,7 +56,7 @@ class Settler(Protocol):
     loop: asyncio.AbstractEventLoop
     thread_id: int
 
-    def settle(self, delivery: Delivery, outcome: Outcome) -> None: ...
+    def settle(self, delivery: Delivery, outcome: Outcome, due: float | None = None) -> None: ...
 
 
 NackHook = Callable[["Delivery", str], None]

@@ -85,8 +85,9 @@ def test_publish_prints_ids_and_info_prints_json(tmp_path: Path) -> None:
     assert len(set(ids)) == 3
     info = relevo("info", str(path), "app:tasks")
     assert info.returncode == 0, info.stderr
-    assert json.loads(info.stdout) == {"message_count": 0, "ready": 0, "in_flight": 0,
-                                       "consumer_count": 0}  # memory: a new process, new store
+    assert json.loads(info.stdout) == {  # memory: a new process, a new store
+        "message_count": 0, "ready": 0, "in_flight": 0, "consumer_count": 0, "delayed": 0
+    }
     missing = relevo("info", str(path), "app:nope")
     assert missing.returncode == 1
     assert "app:nope" in missing.stderr

@@ -56,7 +56,7 @@ async def test_buffered_messages_go_back_at_once_while_the_running_handler_finis
         await stopping
         assert app.status("app:worker") == "stopped"
         assert await counts(app) == {"message_count": 4, "ready": 4, "in_flight": 0,
-                                     "consumer_count": 0}
+                                     "consumer_count": 0, "delayed": 0}
     assert len(handlers.state.calls) == 1
 
 

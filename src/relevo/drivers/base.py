@@ -33,11 +33,13 @@ class QueueSpec:
 
 @dataclass(frozen=True, slots=True)
 class QueueStats:
-    """Counts for one queue. message_count = ready + in_flight."""
+    """Counts for one queue. message_count = ready + in_flight; delayed is apart from it."""
 
     ready: int
     in_flight: int
     consumer_count: int
+    delayed: int = 0  # stored, waiting for their due time (a due one counts as ready)
+    next_due: float | None = None  # epoch seconds of the earliest delayed message, if known
 
     @property
     def message_count(self) -> int:
@@ -49,6 +51,7 @@ class QueueStats:
             "ready": self.ready,
             "in_flight": self.in_flight,
             "consumer_count": self.consumer_count,
+            "delayed": self.delayed,
         }
 
 
@@ -59,6 +62,7 @@ class Capabilities:
     durable: bool  # messages survive a restart of the process
     exact_in_flight: bool  # info() splits ready / in_flight exactly
     nack_to_tail: bool  # a nacked message goes behind the messages already waiting
+    delays: bool = False  # publish(due=...) and settle(..., due=...) keep the message stored
 
 
 class Subscription(Protocol):
@@ -67,12 +71,16 @@ class Subscription(Protocol):
     loop: asyncio.AbstractEventLoop
     thread_id: int
 
-    def settle(self, delivery: Delivery, outcome: Outcome) -> None:
+    def settle(self, delivery: Delivery, outcome: Outcome, due: float | None = None) -> None:
         """Apply `outcome` to a delivery this subscription made.
 
         Called at most once per delivery (Delivery enforces it), on the loop thread.
         Must not block: drivers that need I/O queue it and flush soon after. Frees one
         credit, so the driver may push the next delivery from inside this call.
+
+        `due` (epoch seconds) goes with NACK only: the message, one attempt more, waits in
+        the driver's store until then. The delayed copy is stored before the original
+        leaves (or both change in one atomic step): a crash duplicates, never loses.
         """
 
     async def cancel(self) -> None:
@@ -100,8 +108,15 @@ class Driver(Protocol):
     async def declare(self, spec: QueueSpec) -> None:
         """Create the queue if missing. Idempotent; conflicting options raise ConfigError."""
 
-    async def publish(self, queue: str, envelopes: Sequence[Envelope]) -> None:
+    async def publish(
+        self, queue: str, envelopes: Sequence[Envelope], due: float | None = None
+    ) -> None:
         """Store the envelopes, in order, before returning (broker confirms included).
+
+        With `due` (epoch seconds) in the future they wait in the driver's store (never
+        in a worker's memory) and become ready at that time, each exactly once however
+        many processes run; a `due` in the past means ready now. Drivers without
+        `capabilities.delays` raise PublishError for a future `due`.
 
         Raises QueueNotFound for an undeclared queue; QueueFull or DriverUnavailable when
         it cannot complete within the driver's publish timeout. Never hangs.
@@ -114,3 +129,15 @@ class Driver(Protocol):
 
     async def info(self, queue: str) -> QueueStats:
         """Counts for a declared queue; QueueNotFound otherwise."""
+
+    async def peek(self, queue: str, limit: int, after: str | None = None) -> list[Envelope]:
+        """Up to `limit` ready messages, oldest first, after the one with ID `after`.
+
+        Nothing is consumed and no attempt is counted; `attempts` is as stored.
+        """
+
+    async def remove(self, queue: str, ids: Sequence[str]) -> int:
+        """Delete the ready messages with these IDs; returns how many were removed."""
+
+    async def purge(self, queue: str) -> int:
+        """Delete every ready message (not those in flight); returns how many."""

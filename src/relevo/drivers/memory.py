@@ -83,7 +83,7 @@ class _MemorySubscription:
         self.unsettled.add(delivery)
         self.sink(delivery)
 
-    def settle(self, delivery: Delivery, outcome: Outcome) -> None:
+    def settle(self, delivery: Delivery, outcome: Outcome, due: float | None = None) -> None:
         if delivery not in self.unsettled:  # given back by close() already
             return
         self.unsettled.discard(delivery)

@@ -6,8 +6,8 @@ import asyncio
 import logging
 from typing import Protocol
 
+from relevo.backoff import Backoff
 from relevo.errors import DriverUnavailable, RelevoError
-from relevo.supervisor.backoff import Backoff
 from relevo.supervisor.status import Status
 
 log = logging.getLogger("relevo.supervisor")

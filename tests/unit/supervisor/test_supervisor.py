@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
+from relevo.backoff import Backoff
 from relevo.errors import DriverUnavailable, RelevoError
 from relevo.registry import Entry, Registry
-from relevo.supervisor.backoff import Backoff
 from relevo.supervisor.service import Supervised
 from relevo.supervisor.status import Status
 from relevo.supervisor.supervisor import Supervisor

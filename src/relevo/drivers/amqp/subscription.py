@@ -200,7 +200,7 @@ class AmqpSubscription:
 
     # -- settling -----------------------------------------------------------------
 
-    def settle(self, delivery: Delivery, outcome: Outcome) -> None:
+    def settle(self, delivery: Delivery, outcome: Outcome, due: float | None = None) -> None:
         message: aiormq.abc.DeliveredMessage = delivery.tag
         tag = _tag(message)
         if self._open.get(tag) is not delivery:

@@ -175,7 +175,7 @@ class RedisSubscription:
 
     # -- settling ---------------------------------------------------------------------
 
-    def settle(self, delivery: Delivery, outcome: Outcome) -> None:
+    def settle(self, delivery: Delivery, outcome: Outcome, due: float | None = None) -> None:
         tag = delivery.tag
         if self.unsettled.pop(tag, None) is None:  # given back by close() already
             return

@@ -1,4 +1,8 @@
-"""Restart delays: exponential backoff with jitter, capped."""
+"""Exponential backoff with jitter, capped: the one backoff of relevo.
+
+Used for restarting failed entries, for the broker drivers' reconnect loops and for
+the retry policy of queues.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 import random
 
-from relevo.supervisor.backoff import Backoff
+from relevo.backoff import Backoff
 
 
 def test_delays_grow_by_the_factor_up_to_the_cap() -> None:
