@@ -14,6 +14,11 @@ from relevo.drivers.memory_settings import (
     MemoryQueueOptions,
     MemorySettings,
 )
+from relevo.drivers.postgres.settings import (
+    PostgresConsumerOptions,
+    PostgresQueueOptions,
+    PostgresSettings,
+)
 from relevo.drivers.redis.settings import RedisConsumerOptions, RedisQueueOptions, RedisSettings
 
 
@@ -60,6 +65,14 @@ DRIVER_KINDS: dict[str, DriverKind] = {
             RedisQueueOptions,
             RedisConsumerOptions,
             "relevo.drivers.redis.driver:RedisDriver",
+        ),
+        DriverKind(
+            "queue.driver.postgres",
+            "postgres",
+            PostgresSettings,
+            PostgresQueueOptions,
+            PostgresConsumerOptions,
+            "relevo.drivers.postgres.driver:PostgresDriver",
         ),
     )
 }

@@ -1,0 +1,49 @@
+"""The one place where psycopg's exceptions become relevo's.
+
+Lost or refused connections, a pool with no connection to give and timeouts are
+`DriverUnavailable`; anything else the server refuses is `DriverUnavailable` too (it
+names the statement), except where a caller's own transaction is at fault, which is
+`PublishError`. Loops that retry by themselves ask `transient()` instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+
+import psycopg
+from psycopg_pool import PoolTimeout
+
+from relevo.errors import DriverUnavailable, PublishError, RelevoError
+
+TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout, OSError)
+"""Errors a retry may cure: the server or the network went away, or the pool is empty."""
+
+
+def transient(exc: BaseException) -> bool:
+    return isinstance(exc, TRANSIENT | TimeoutError)
+
+
+@contextlib.contextmanager
+def translated(what: str, *, callers_transaction: bool = False) -> Iterator[None]:
+    """Turn psycopg errors raised inside into relevo's, naming `what` was being done."""
+    try:
+        yield
+    except RelevoError:
+        raise
+    except (TimeoutError, *TRANSIENT) as exc:
+        raise DriverUnavailable(f"postgres {what} failed: {exc or 'timed out'}") from exc
+    except psycopg.Error as exc:
+        if callers_transaction:
+            raise PublishError(f"postgres {what} refused in the caller's transaction: "
+                               f"{exc}") from exc
+        raise DriverUnavailable(f"postgres {what} refused: {exc}") from exc
+
+
+@contextlib.asynccontextmanager
+async def bounded(what: str, timeout_s: float) -> AsyncIterator[None]:
+    """`translated`, and a deadline: nothing the driver is asked to do hangs."""
+    with translated(what):
+        async with asyncio.timeout(timeout_s):
+            yield

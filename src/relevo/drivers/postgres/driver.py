@@ -1,0 +1,240 @@
+"""`queue.driver.postgres`: queues as rows of one table, claimed with SKIP LOCKED.
+
+- start opens a connection pool and a LISTEN connection, and creates the schema if it
+  is missing (schema.sql, under an advisory lock), recording its version;
+- publish is one INSERT ... SELECT FROM unnest(...) per batch with a NOTIFY at commit,
+  through the pool or, for a transactional publish, through the caller's connection;
+- consume, settle and leases live in subscription.py and keeper.py.
+
+Every psycopg exception is translated into `relevo.errors` in boundary.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
+
+import msgpack
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from relevo.drivers.base import Capabilities, DeliverySink, QueueSpec, QueueStats
+from relevo.drivers.postgres.boundary import bounded, transient, translated
+from relevo.drivers.postgres.listener import Listener
+from relevo.drivers.postgres.queries import SCHEMA_VERSION, Queries
+from relevo.drivers.postgres.settings import (
+    PostgresConsumerOptions,
+    PostgresQueueOptions,
+    PostgresSettings,
+)
+from relevo.drivers.postgres.subscription import PostgresSubscription
+from relevo.errors import DriverUnavailable, PublishError, QueueNotFound
+from relevo.message import Envelope
+
+
+class PostgresDriver:
+    """`queue.driver.postgres`."""
+
+    capabilities = Capabilities(durable=True, exact_in_flight=True, nack_to_tail=True,
+                                delays=True)
+
+    def __init__(self, settings: PostgresSettings | None = None) -> None:
+        self.settings = settings or PostgresSettings()
+        self.queries = Queries(self.settings.schema_name)
+        self._pool: AsyncConnectionPool | None = None
+        self._listener: Listener | None = None
+        self._subscriptions: set[PostgresSubscription] = set()
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._pool is not None:
+            return
+        pool = AsyncConnectionPool(
+            self.settings.dsn, min_size=1, max_size=self.settings.pool_size, open=False,
+            kwargs={"autocommit": True}, name="relevo",
+        )
+        listener = Listener(self.settings, self.queries)
+        try:
+            async with bounded("connect", self.settings.publish_timeout):
+                await pool.open(wait=True, timeout=self.settings.publish_timeout)
+                await self._create_schema(pool)
+                await listener.start()
+        except BaseException:
+            await pool.close()
+            raise
+        self._pool, self._listener = pool, listener
+
+    async def _create_schema(self, pool: AsyncConnectionPool) -> None:
+        q = self.queries
+        async with pool.connection() as conn, conn.transaction():
+            await conn.execute(q.lock, {"name": q.channel})
+            await conn.execute(q.ddl)
+            found = await (await conn.execute(q.version)).fetchone()
+            version = found[0] if found is not None else None
+            if version is None:
+                await conn.execute(q.record_version, {"version": SCHEMA_VERSION})
+            elif version > SCHEMA_VERSION:
+                raise DriverUnavailable(
+                    f"postgres schema {q.schema!r} is at version {version}; this relevo "
+                    f"knows versions up to {SCHEMA_VERSION}: upgrade relevo"
+                )
+
+    async def stop(self) -> None:
+        for sub in list(self._subscriptions):
+            await sub.close()
+        self._subscriptions.clear()
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            await listener.stop()
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    # -- queues -------------------------------------------------------------------------
+
+    async def declare(self, spec: QueueSpec) -> None:
+        PostgresQueueOptions.model_validate(dict(spec.options))
+        async with self._connection(f"declare {spec.name!r}") as conn:
+            await conn.execute(self.queries.declare, {"queue": spec.name})
+
+    async def publish(
+        self, queue: str, envelopes: Sequence[Envelope], due: float | None = None
+    ) -> None:
+        if not envelopes:
+            return
+        params = self._publish_params(queue, envelopes, due)
+        pool = self._db()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.publish_timeout
+        delay = 0.05
+        with translated(f"publish to {queue!r}"):
+            while True:
+                try:
+                    async with asyncio.timeout_at(deadline), pool.connection() as conn:
+                        cur = await conn.execute(self.queries.publish, params)
+                        stored = cur.rowcount
+                    break
+                except Exception as exc:
+                    # A connection the server dropped (a restart) fails once; a fresh one
+                    # may work. Give up at the deadline; a retried batch may duplicate.
+                    if not transient(exc) or loop.time() + delay >= deadline:
+                        raise
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, self.settings.reconnect_max_delay)
+        if stored == 0:
+            raise QueueNotFound(f"postgres queue {queue!r} is not declared")
+
+    async def publish_in(
+        self, connection: Any, queue: str, envelopes: Sequence[Envelope],
+        due: float | None = None,
+    ) -> None:
+        """Insert through the caller's psycopg AsyncConnection, inside its transaction:
+        the messages exist if and only if that transaction commits."""
+        if not isinstance(connection, psycopg.AsyncConnection):
+            raise PublishError(
+                "connection= takes a psycopg (3) AsyncConnection, "
+                f"got {type(connection).__name__}"
+            )
+        if not envelopes:
+            return
+        params = self._publish_params(queue, envelopes, due)
+        with translated(f"publish to {queue!r}", callers_transaction=True):
+            async with asyncio.timeout(self.settings.publish_timeout):
+                cur = await connection.execute(self.queries.publish, params)
+        if cur.rowcount == 0:
+            raise QueueNotFound(f"postgres queue {queue!r} is not declared")
+
+    def _publish_params(
+        self, queue: str, envelopes: Sequence[Envelope], due: float | None
+    ) -> dict[str, Any]:
+        try:
+            headers = [msgpack.packb(e.headers) if e.headers else None for e in envelopes]
+        except (TypeError, ValueError) as exc:
+            raise PublishError(f"cannot encode headers for {queue!r}: {exc}") from exc
+        return {
+            "queue": queue,
+            "channel": self.queries.channel,
+            "due": due if due is not None and due > time.time() else None,
+            "ids": [e.id for e in envelopes],
+            "bodies": [e.body for e in envelopes],
+            "headers": headers,
+            "attempts": [e.attempts for e in envelopes],
+        }
+
+    async def attach(
+        self, queue: str, sink: DeliverySink, prefetch: int, options: Mapping[str, Any]
+    ) -> PostgresSubscription:
+        PostgresConsumerOptions.model_validate(dict(options))
+        await self._require(queue)
+        listener = self._listener
+        if listener is None:
+            raise DriverUnavailable("postgres driver is not running")
+        sub = PostgresSubscription(
+            self._db(), self.queries, self.settings, listener, queue, sink, prefetch
+        )
+        async with self._connection(f"attach to {queue!r}") as conn:
+            await conn.execute(self.queries.heartbeat, {"queue": queue, "token": sub.token})
+        self._subscriptions = {s for s in self._subscriptions if not s.closed}
+        self._subscriptions.add(sub)
+        return sub
+
+    async def info(self, queue: str) -> QueueStats:
+        params = {"queue": queue, "stale_s": 2 * self.settings.claim_idle}
+        row = await self._fetch_one(f"info on {queue!r}", self.queries.info, params)
+        if row is None:
+            raise QueueNotFound(f"postgres queue {queue!r} is not declared")
+        ready, in_flight, delayed, next_due, consumers = row
+        return QueueStats(ready, in_flight, consumers, delayed, next_due)
+
+    async def peek(self, queue: str, limit: int, after: str | None = None) -> list[Envelope]:
+        await self._require(queue)
+        params = {"queue": queue, "limit": limit, "after": after}
+        async with self._connection(f"peek at {queue!r}") as conn:
+            cur = conn.cursor(binary=True)
+            await cur.execute(self.queries.peek, params)
+            rows = await cur.fetchall()
+        return [
+            Envelope(message_id, body, msgpack.unpackb(headers) if headers else None, attempts)
+            for message_id, body, headers, attempts in rows
+        ]
+
+    async def remove(self, queue: str, ids: Sequence[str]) -> int:
+        await self._require(queue)
+        return await self._count(f"remove from {queue!r}", self.queries.remove,
+                                 {"queue": queue, "ids": list(ids)})
+
+    async def purge(self, queue: str) -> int:
+        await self._require(queue)
+        return await self._count(f"purge {queue!r}", self.queries.purge, {"queue": queue})
+
+    # -- helpers ------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _connection(
+        self, what: str
+    ) -> AsyncIterator[psycopg.AsyncConnection[tuple[Any, ...]]]:
+        """A pooled connection, errors translated, the whole use bounded by publish_timeout."""
+        async with bounded(what, self.settings.publish_timeout), self._db().connection() as conn:
+            yield conn
+
+    def _db(self) -> AsyncConnectionPool:
+        if self._pool is None:
+            raise DriverUnavailable("postgres driver is not running")
+        return self._pool
+
+    async def _require(self, queue: str) -> None:
+        row = await self._fetch_one(f"find {queue!r}", self.queries.exists, {"queue": queue})
+        if row is None:
+            raise QueueNotFound(f"postgres queue {queue!r} is not declared")
+
+    async def _fetch_one(self, what: str, query: str, params: dict[str, Any]) -> Any:
+        async with self._connection(what) as conn:
+            return await (await conn.execute(query, params)).fetchone()
+
+    async def _count(self, what: str, query: str, params: dict[str, Any]) -> int:
+        async with self._connection(what) as conn:
+            return (await conn.execute(query, params)).rowcount

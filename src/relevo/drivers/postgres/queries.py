@@ -1,0 +1,149 @@
+"""Every SQL statement the driver runs, written once per schema.
+
+Rows are ordered by (due, seq): `due` is the publish time (or a delay's end, or a nack's
+time, which puts a nacked message behind those already waiting) and `seq` breaks ties in
+publish order. A row is ready when nobody holds it (`locked_until` null) and its due time
+has come; claiming it sets a lease (`locked_until`, `locked_by`) that the holder's keeper
+extends while handlers run. Every settlement checks `locked_by`, so a consumer whose
+lease ran out (and whose message went to someone else) changes nothing.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+SCHEMA_VERSION = 1
+"""The version of schema.sql; recorded in <schema>.schema_version."""
+
+
+def quote(identifier: str) -> str:
+    """A double-quoted SQL identifier (the settings model only admits [a-z0-9_] names)."""
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+class Queries:
+    """The statements of one schema, as plain strings with psycopg placeholders."""
+
+    def __init__(self, schema: str) -> None:
+        self.schema = schema
+        self.channel = f"relevo.{schema}"  # NOTIFY channel; the payload is the queue name
+        s = quote(schema)
+        m = f"{s}.messages"
+        self.ddl = resources.files(__package__).joinpath("schema.sql").read_text()
+        self.ddl = self.ddl.replace("{schema}", s)
+        self.lock = "SELECT pg_advisory_xact_lock(hashtext(%(name)s))"
+        self.version = f"SELECT max(version) FROM {s}.schema_version"
+        self.record_version = f"INSERT INTO {s}.schema_version (version) VALUES (%(version)s)"
+        self.listen = f"LISTEN {quote(self.channel)}"
+        self.notify = "SELECT pg_notify(%(channel)s, %(queue)s)"
+
+        self.declare = f"INSERT INTO {s}.queues (name) VALUES (%(queue)s) ON CONFLICT DO NOTHING"
+        self.exists = f"SELECT 1 FROM {s}.queues WHERE name = %(queue)s"
+
+        # One statement per batch: rows in order, nothing stored for an undeclared queue
+        # (no row comes back then), and one NOTIFY, sent when the transaction commits.
+        self.publish = f"""
+            WITH stored AS (
+                INSERT INTO {m} (queue, id, body, headers, attempts, due)
+                SELECT %(queue)s, b.id, b.body, b.headers, b.attempts,
+                       greatest(coalesce(to_timestamp(%(due)s::float8), now()), now())
+                FROM unnest(%(ids)s::text[], %(bodies)s::bytea[], %(headers)s::bytea[],
+                            %(attempts)s::int[]) WITH ORDINALITY AS b(id, body, headers,
+                                                                     attempts, n)
+                WHERE EXISTS (SELECT 1 FROM {s}.queues WHERE name = %(queue)s)
+                ORDER BY b.n
+                RETURNING 1
+            )
+            SELECT pg_notify(%(channel)s, %(queue)s)
+            FROM (SELECT count(*) AS n FROM stored) AS c WHERE c.n > 0"""
+
+        # The claim: SKIP LOCKED lets any number of consumers claim side by side, each
+        # taking rows no one else is taking; the partial index messages_ready serves it.
+        self.claim = f"""
+            WITH picked AS (
+                SELECT seq FROM {m}
+                WHERE queue = %(queue)s AND locked_until IS NULL AND due <= now()
+                ORDER BY due, seq
+                LIMIT %(limit)s
+                FOR UPDATE SKIP LOCKED
+            )
+            UPDATE {m} AS m
+            SET locked_until = now() + %(lease_s)s * interval '1 second',
+                locked_by = %(token)s
+            FROM picked WHERE m.seq = picked.seq
+            RETURNING m.seq, m.id, m.body, m.headers, m.attempts, m.due"""
+        # Seconds (as the database's clock sees them) until the next delayed row is due.
+        self.next_due = f"""
+            SELECT extract(epoch FROM min(due) - now())::float8 FROM {m}
+            WHERE queue = %(queue)s AND locked_until IS NULL AND due > now()"""
+
+        self.ack = f"DELETE FROM {m} WHERE seq = ANY(%(seqs)s) AND locked_by = %(token)s"
+        # nack: attempts + bump, due now (the tail) or later (a delayed retry), in one
+        # UPDATE: the delayed copy and the removal of the original are the same write.
+        self.nack = f"""
+            UPDATE {m} AS m
+            SET locked_until = NULL, locked_by = NULL, attempts = m.attempts + %(bump)s,
+                due = greatest(coalesce(to_timestamp(r.due), now()), now())
+            FROM unnest(%(seqs)s::bigint[], %(dues)s::float8[]) AS r(seq, due)
+            WHERE m.seq = r.seq AND m.locked_by = %(token)s"""
+        # release: back where it was, no attempt counted.
+        self.release = f"""
+            UPDATE {m} SET locked_until = NULL, locked_by = NULL
+            WHERE seq = ANY(%(seqs)s) AND locked_by = %(token)s"""
+        # close: everything still held by a subscription goes back; `held` had handlers.
+        self.give_back = f"""
+            UPDATE {m}
+            SET locked_until = NULL, locked_by = NULL,
+                attempts = attempts + (seq = ANY(%(held)s))::int
+            WHERE queue = %(queue)s AND locked_by = %(token)s"""
+
+        self.extend = f"""
+            UPDATE {m} SET locked_until = now() + %(lease_s)s * interval '1 second'
+            WHERE seq = ANY(%(seqs)s) AND locked_by = %(token)s"""
+        # Leases that ran out: their holder died (or stalled). Back in place, +1 attempt.
+        self.reclaim = f"""
+            WITH expired AS (
+                SELECT seq FROM {m}
+                WHERE queue = %(queue)s AND locked_until < now()
+                LIMIT %(limit)s
+                FOR UPDATE SKIP LOCKED
+            )
+            UPDATE {m} AS m
+            SET locked_until = NULL, locked_by = NULL, attempts = m.attempts + 1
+            FROM expired WHERE m.seq = expired.seq"""
+
+        self.heartbeat = f"""
+            INSERT INTO {s}.consumers (token, queue) VALUES (%(token)s, %(queue)s)
+            ON CONFLICT (token) DO UPDATE SET seen_at = now()"""
+        self.leave = f"DELETE FROM {s}.consumers WHERE token = %(token)s"
+        self.forget_stale = f"""
+            DELETE FROM {s}.consumers
+            WHERE queue = %(queue)s AND seen_at < now() - %(stale_s)s * interval '1 second'"""
+
+        self.info = f"""
+            SELECT
+              (SELECT count(*) FROM {m} WHERE queue = q.name
+                 AND locked_until IS NULL AND due <= now()),
+              (SELECT count(*) FROM {m} WHERE queue = q.name AND locked_until IS NOT NULL),
+              (SELECT count(*) FROM {m} WHERE queue = q.name
+                 AND locked_until IS NULL AND due > now()),
+              (SELECT extract(epoch FROM min(due))::float8 FROM {m} WHERE queue = q.name
+                 AND locked_until IS NULL AND due > now()),
+              (SELECT count(*) FROM {s}.consumers WHERE queue = q.name
+                 AND seen_at > now() - %(stale_s)s * interval '1 second')
+            FROM {s}.queues AS q WHERE q.name = %(queue)s"""
+
+        # peek, remove and purge touch only rows nobody holds: ready ones (and, for
+        # remove and purge, delayed ones: they are waiting in the queue as well).
+        self.peek = f"""
+            SELECT id, body, headers, attempts FROM {m}
+            WHERE queue = %(queue)s AND locked_until IS NULL AND due <= now()
+              AND (%(after)s::text IS NULL OR (due, seq) > (
+                    SELECT due, seq FROM {m}
+                    WHERE queue = %(queue)s AND id = %(after)s ORDER BY seq LIMIT 1))
+            ORDER BY due, seq
+            LIMIT %(limit)s"""
+        self.remove = f"""
+            DELETE FROM {m}
+            WHERE queue = %(queue)s AND id = ANY(%(ids)s) AND locked_until IS NULL"""
+        self.purge = f"DELETE FROM {m} WHERE queue = %(queue)s AND locked_until IS NULL"

@@ -1,0 +1,30 @@
+"""Config models of the PostgreSQL driver (no psycopg import here)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from relevo.drivers.settings import DriverSettings
+from relevo.durations import DurationS
+from relevo.schema import StrictModel
+
+
+class PostgresSettings(DriverSettings):
+    """`queue.driver.postgres`."""
+
+    dsn: str = "postgresql://localhost/postgres"
+    schema_name: str = Field(
+        default="relevo", alias="schema", pattern=r"^[a-z_][a-z0-9_]{0,62}$"
+    )
+    claim_idle: DurationS = Field(default=30.0, gt=0)
+    reconnect_delay: DurationS = Field(default=1.0, gt=0)
+    reconnect_max_delay: DurationS = Field(default=30.0, gt=0)
+    pool_size: int = Field(default=10, ge=2, le=1000)
+
+
+class PostgresQueueOptions(StrictModel):
+    """`driver_options.postgres` of a queue: none yet."""
+
+
+class PostgresConsumerOptions(StrictModel):
+    """`driver_options.postgres` of a consumer: none yet."""
