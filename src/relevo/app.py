@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterable, Mapping
 from contextvars import Token
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 from relevo.backoff import Backoff
 from relevo.codecs import CODECS
-from relevo.config.build import load_registry
+from relevo.config.build import Source, load_registry
 from relevo.config.checks import driver_short, merged_options
 from relevo.consumer.consumer import Consumer
 from relevo.consumer.dead_letter import DeadLetterRouter
@@ -29,9 +29,14 @@ from relevo.supervisor.status import Status
 from relevo.supervisor.supervisor import Supervisor
 
 
-def load(path: str | Path) -> App:
-    """Parse and validate a YAML file or folder. Nothing starts until `async with app`."""
-    return App(load_registry(path))
+def load(source: Source) -> App:
+    """Parse and validate an application. Nothing starts until `async with app`.
+
+    `source` is a YAML file or folder, or a mapping shaped like one YAML file (its
+    `function.python` entries may give `handler` as the callable itself), or a list of
+    such mappings.
+    """
+    return App(load_registry(source))
 
 
 class App:
@@ -119,10 +124,61 @@ class App:
         """`message_count`, `ready`, `in_flight`, `consumer_count` of a queue."""
         return (await (await self._queue(queue_id)).stats()).as_dict()
 
-    async def _queue(self, queue_id: str) -> Queue:
+    async def join(
+        self, queue_id: str | None = None, timeout: float = 10.0  # noqa: ASYNC109 - as documented
+    ) -> None:
+        """Wait until the queue has nothing ready, in flight or delayed and due, and no
+        handler of its consumers is running.
+
+        Without `queue_id`, every queue a running consumer reads (a queue nobody consumes,
+        such as a dead-letter queue, would never empty). Raises QueueNotFound for an unknown
+        queue, TimeoutError (saying what is left) when that does not happen in `timeout` s.
+        """
+        self._running()
+        if queue_id is not None:
+            queues = [self._queue_named(queue_id)]
+        else:
+            consumed = {c.queue.entry_id for c in self._consumers() if c.running}
+            queues = [self.queues[q] for q in sorted(consumed)]
+        left: dict[str, Any] = {}
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            left = await self._unfinished(queues)
+            if not left:
+                return
+            if asyncio.get_running_loop().time() >= deadline:
+                raise TimeoutError(f"join: after {timeout}s still {left}")
+            await asyncio.sleep(_JOIN_POLL_S)
+
+    async def _unfinished(self, queues: list[Queue]) -> dict[str, Any]:
+        """What each queue still holds or runs, by queue ID; empty once all is done."""
+        left: dict[str, Any] = {}
+        now = time.time()
+        for queue in queues:
+            stats = await queue.stats()
+            due = stats.next_due is not None and stats.next_due <= now
+            busy = [c.entry_id for c in self._consumers_of(queue.entry_id) if not c.idle]
+            if stats.ready or stats.in_flight or due or busy:
+                left[queue.entry_id] = {**stats.as_dict(), "due": due, "busy": busy}
+        return left
+
+    def _consumers(self) -> list[Consumer]:
+        assert self._supervisor is not None
+        return [
+            s.service for s in self._supervisor.services.values() if isinstance(s.service, Consumer)
+        ]
+
+    def _consumers_of(self, queue_id: str) -> list[Consumer]:
+        return [c for c in self._consumers() if c.queue.entry_id == queue_id]
+
+    def _queue_named(self, queue_id: str) -> Queue:
         queue = self.queues.get(queue_id)
         if queue is None:
             raise QueueNotFound(f"no queue entry {queue_id!r}")
+        return queue
+
+    async def _queue(self, queue_id: str) -> Queue:
+        queue = self._queue_named(queue_id)
         supervisor = self._running()
         if supervisor.services[queue_id].status is not Status.RUNNING:
             await supervisor.start([queue_id])  # publishing needs its queue and driver, only
@@ -199,6 +255,9 @@ class App:
             stop_timeout_s=entry.head.lifecycle.stop_timeout,
             dead_letter=router, runtime=self,
         )
+
+
+_JOIN_POLL_S = 0.002
 
 
 class _FunctionService:

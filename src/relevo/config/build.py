@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,28 +12,35 @@ from relevo import ids
 from relevo.config.checks import check_references
 from relevo.config.explain import explain
 from relevo.config.models import KIND_MODELS, Document, EntryHead
-from relevo.config.yaml_source import LineMap, SourceFile, config_files, line_of, read, substitute
+from relevo.config.yaml_source import (
+    LineMap,
+    SourceFile,
+    as_line_map,
+    config_files,
+    line_of,
+    read,
+    substitute,
+)
 from relevo.errors import ConfigError, ConfigIssue
 from relevo.registry import Entry, Registry
 
 _HEAD_FIELDS = frozenset(EntryHead.model_fields)
 
 
-def load_registry(path: str | Path) -> Registry:
-    """Parse and validate a YAML file or folder. Raises ConfigError listing every issue."""
-    root = Path(path)
+Source = str | Path | Mapping[str, Any] | Sequence[Mapping[str, Any]]
+"""A YAML file or folder, or mappings shaped like one file each (code-first applications)."""
+
+MAPPING_FILE = "<dict>"
+"""What errors name as the file of an entry given as a mapping."""
+
+
+def load_registry(source: Source) -> Registry:
+    """Parse and validate a config source. Raises ConfigError listing every issue."""
     issues: list[ConfigIssue] = []
-    if not root.exists():
-        raise ConfigError([ConfigIssue(str(root), None, None, None, "no such file or folder")])
-    files = config_files(root)
-    if not files:
-        raise ConfigError([ConfigIssue(str(root), None, None, None, "no *.yaml or *.yml files")])
     entries: dict[str, Entry] = {}
     raw_of: dict[str, LineMap] = {}
-    for file in files:
-        source = read(file, issues)
-        if source is not None:
-            _load_document(source, entries, raw_of, issues)
+    for document in _documents(source, issues):
+        _load_document(document, entries, raw_of, issues)
 
     def report(entry: Entry, field: str | None, message: str) -> None:
         path = tuple(field.split(".")) if field else ()
@@ -49,6 +57,21 @@ def load_registry(path: str | Path) -> Registry:
     return registry
 
 
+def _documents(source: Source, issues: list[ConfigIssue]) -> list[SourceFile]:
+    """Every document of a source: the parsed files of a path, or the given mappings."""
+    if isinstance(source, Mapping):
+        return [SourceFile(Path(MAPPING_FILE), as_line_map(source))]
+    if isinstance(source, Sequence) and not isinstance(source, str):
+        return [SourceFile(Path(MAPPING_FILE), as_line_map(item)) for item in source]
+    root = Path(source)
+    if not root.exists():
+        raise ConfigError([ConfigIssue(str(root), None, None, None, "no such file or folder")])
+    files = config_files(root)
+    if not files:
+        raise ConfigError([ConfigIssue(str(root), None, None, None, "no *.yaml or *.yml files")])
+    return [found for file in files if (found := read(file, issues)) is not None]
+
+
 def _load_document(
     source: SourceFile,
     entries: dict[str, Entry],
@@ -56,6 +79,7 @@ def _load_document(
     issues: list[ConfigIssue],
 ) -> None:
     file = str(source.path)
+    base_dir = Path.cwd() if file == MAPPING_FILE else source.path.parent
 
     def env_error(line: int | None, path: str, message: str) -> None:
         # entries.<i>.<field...>: name the entry and the field the variable was in
@@ -73,7 +97,7 @@ def _load_document(
         issues.append(ConfigIssue(file, None, None, None, "expected a mapping with "
                                   "'version', 'namespace' and 'entries'"))
         return
-    substitute(document, source.path.parent, env_error)
+    substitute(document, base_dir, env_error)
     try:
         head = Document.model_validate(document)
     except ValidationError as exc:

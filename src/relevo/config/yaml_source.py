@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from relevo.errors import ConfigIssue
 class LineMap(dict[str, Any]):
     """A YAML mapping that knows its own line and the line of each key."""
 
-    line: int
+    line: int | None  # None for a mapping given in code
     key_lines: dict[str, int]
 
 
@@ -39,6 +40,24 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> LineMap:
         mapping[key] = loader.construct_object(value_node, deep=True)
         mapping.key_lines[key] = key_node.start_mark.line + 1
     return mapping
+
+
+def as_line_map(value: Any) -> Any:
+    """A mapping given in code, as the loader would have read it (without lines).
+
+    Mappings are copied, so substitution never changes the caller's objects; other values
+    (callables included) are kept as they are.
+    """
+    if isinstance(value, Mapping):
+        mapping = LineMap()
+        mapping.line = None
+        mapping.key_lines = {}
+        for key, item in value.items():
+            mapping[key] = as_line_map(item)
+        return mapping
+    if isinstance(value, list | tuple):
+        return [as_line_map(item) for item in value]
+    return value
 
 
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)

@@ -71,6 +71,18 @@ class Consumer:
             await pool.stop(0)
             raise
 
+    @property
+    def running(self) -> bool:
+        return self._pool is not None and not self._stopping
+
+    @property
+    def idle(self) -> bool:
+        """Nothing buffered, no handler running, no dead-letter move under way."""
+        if self._pool is None:
+            return True
+        moving = self.dead_letter is not None and bool(self.dead_letter.moving)
+        return self._pool.idle and not moving
+
     async def wait_failure(self) -> BaseException:
         """Resolves if a worker dies on its own (a bug, never a handler error)."""
         assert self._pool is not None

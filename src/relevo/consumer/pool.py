@@ -87,6 +87,13 @@ class WorkerPool:
             task.add_done_callback(self._on_worker_done)
             self.workers.append(task)
 
+    @property
+    def idle(self) -> bool:
+        """No delivery waits in the buffer and every worker waits for one."""
+        buffer = self.buffer
+        waiting = sum(1 for waiter in buffer.waiters if not waiter.done())
+        return not buffer.items and waiting == len(self.workers)
+
     def take_buffered(self) -> list[Delivery]:
         """Empty the buffer: deliveries no worker has started."""
         items = self.buffer.items

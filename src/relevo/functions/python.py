@@ -62,6 +62,8 @@ def _resolve(entry_id: str, settings: PythonSettings) -> Callable[..., Any]:
     def fail(field: str, message: str) -> ConfigError:
         return ConfigError([ConfigIssue("<python>", None, entry_id, field, message)])
 
+    if callable(settings.handler):  # declared in code: the callable itself
+        return settings.handler
     if settings.handler is not None:
         module_name, _, attr = settings.handler.partition(":")
         try:
