@@ -84,7 +84,18 @@ def _resolve(entry_id: str, settings: PythonSettings) -> Callable[..., Any]:
 
 
 def _import_file(entry_id: str, path: Path, fail: Callable[[str, str], ConfigError]) -> Any:
-    name = "relevo_fn_" + "".join(c if c.isalnum() else "_" for c in entry_id)
+    """The module of a handler file, imported once and shared.
+
+    A module already imported from the same file (by the application, or by a test that
+    monkeypatches it) is used as it is, so the handler sees what the test patched; and
+    two function entries naming one file share one module and its state.
+    """
+    path = path.resolve()
+    for module in list(sys.modules.values()):
+        file = getattr(module, "__file__", None)
+        if file is not None and file.endswith(path.name) and Path(file).resolve() == path:
+            return module
+    name = "relevo_fn_" + "".join(c if c.isalnum() else "_" for c in str(path.with_suffix("")))
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise fail("source", f"cannot load {path}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -61,8 +62,15 @@ def code_first(handler: Any, namespace: str = "app") -> dict[str, Any]:
     }
 
 
-async def test_a_broker_application_runs_in_memory_with_its_dead_letters(tmp_path: Path) -> None:
+async def test_a_broker_application_runs_in_memory_with_its_dead_letters(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = write_app(tmp_path, BROKER_APP, handler__py=HANDLER)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "handler", raising=False)
+    import handler as handler_module  # type: ignore[import-not-found]  # the app shares it
+
+    monkeypatch.setattr(handler_module, "seen", [])
     async with in_memory(path) as app:  # the broker URL points nowhere: no broker is used
         await app.publish("app:tasks", {"id": 1})
         await app.publish("app:tasks", {"id": 2, "fail": True})
@@ -70,8 +78,6 @@ async def test_a_broker_application_runs_in_memory_with_its_dead_letters(tmp_pat
         failed = await app.info("app:failed")
         assert failed["ready"] == 1
         assert (await app.info("app:tasks"))["message_count"] == 0
-    import relevo_fn_app_handler as handler_module  # type: ignore[import-not-found]
-
     assert sorted(handler_module.seen) == [1, 2, 2]
 
 
