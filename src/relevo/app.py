@@ -109,16 +109,22 @@ class App:
     # -- messages -------------------------------------------------------------------
 
     async def publish(
-        self, queue_id: str, data: Any, headers: Mapping[str, Any] | None = None
+        self, queue_id: str, data: Any, headers: Mapping[str, Any] | None = None,
+        *, connection: Any = None,
     ) -> str:
-        """Publish one message; returns its ID (the `.id` its handler will see)."""
-        return await (await self._queue(queue_id)).publish(data, headers)
+        """Publish one message; returns its ID (the `.id` its handler will see).
+
+        `connection`, a psycopg AsyncConnection, publishes inside its open transaction
+        (postgres driver only): the message exists if and only if that transaction commits.
+        """
+        return await (await self._queue(queue_id)).publish(data, headers, connection)
 
     async def publish_batch(
-        self, queue_id: str, items: Iterable[Any], headers: Mapping[str, Any] | None = None
+        self, queue_id: str, items: Iterable[Any], headers: Mapping[str, Any] | None = None,
+        *, connection: Any = None,
     ) -> list[str]:
         """Publish many messages in one driver call; returns their IDs in order."""
-        return await (await self._queue(queue_id)).publish_batch(items, headers)
+        return await (await self._queue(queue_id)).publish_batch(items, headers, connection)
 
     async def info(self, queue_id: str) -> dict[str, int]:
         """`message_count`, `ready`, `in_flight`, `consumer_count` of a queue."""

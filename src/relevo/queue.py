@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from relevo.codecs import Codec
-from relevo.drivers.base import Driver, QueueSpec, QueueStats
+from relevo.drivers.base import ConnectionPublisher, Driver, QueueSpec, QueueStats
 from relevo.errors import PublishError
 from relevo.message import RESERVED_PREFIX, Envelope, Headers
 
@@ -76,15 +76,20 @@ class Queue:
     async def stop(self) -> None:
         """Nothing to release: the queue lives on in its driver."""
 
-    async def publish(self, data: Any, headers: Mapping[str, Any] | None = None) -> str:
+    async def publish(
+        self, data: Any, headers: Mapping[str, Any] | None = None, connection: Any = None
+    ) -> str:
         message_id = message_ids.next()
-        await self.driver.publish(
-            self.name, (Envelope(message_id, self._encode(data), check_headers(headers)),)
-        )
+        envelopes = (Envelope(message_id, self._encode(data), check_headers(headers)),)
+        if connection is None:
+            await self.driver.publish(self.name, envelopes)
+        else:
+            await self._publish_in(connection, envelopes)
         return message_id
 
     async def publish_batch(
-        self, items: Iterable[Any], headers: Mapping[str, Any] | None = None
+        self, items: Iterable[Any], headers: Mapping[str, Any] | None = None,
+        connection: Any = None,
     ) -> list[str]:
         """Publish many bodies in one driver call; all share `headers`."""
         checked = check_headers(headers)
@@ -92,8 +97,21 @@ class Queue:
         envelopes = [
             Envelope(next_id(), encode(item), dict(checked) if checked else None) for item in items
         ]
-        await self.driver.publish(self.name, envelopes)
+        if connection is None:
+            await self.driver.publish(self.name, envelopes)
+        else:
+            await self._publish_in(connection, envelopes)
         return [envelope.id for envelope in envelopes]
+
+    async def _publish_in(self, connection: Any, envelopes: Sequence[Envelope]) -> None:
+        """A transactional publish, through the caller's own database connection."""
+        driver = self.driver
+        if not isinstance(driver, ConnectionPublisher):
+            raise PublishError(
+                f"{self.entry_id}: connection= publishes inside a database transaction, "
+                "which only queue.driver.postgres can do"
+            )
+        await driver.publish_in(connection, self.name, envelopes)
 
     async def forward(self, envelopes: Sequence[Envelope]) -> None:
         """Publish envelopes as they are (the runtime's own moves, e.g. dead letters)."""

@@ -3,16 +3,39 @@ leases and crash recovery, transactional publish, the recorded schema version.""
 
 from __future__ import annotations
 
+import asyncio
+import signal
+import sys
+import time
+import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
 
+from relevo.drivers.base import QueueSpec
+from relevo.drivers.postgres import subscription
 from relevo.drivers.postgres.driver import PostgresDriver
+from relevo.drivers.postgres.queries import SCHEMA_VERSION
+from relevo.errors import DriverUnavailable, PublishError
+from relevo.message import Outcome
 from tests.conftest import require_service
-from tests.drivers.conformance import DriverConformance
-from tests.drivers.postgres_support import drop_schema, settings
+from tests.drivers.conformance import Collector, DriverConformance, envelope
+from tests.drivers.postgres_support import (
+    POSTGRES_DSN,
+    MakeDriver,
+    drop_schema,
+    make_driver,
+    settings,
+)
+from tests.waiting import wait_until_async
 
 pytestmark = pytest.mark.broker
+
+REPO = Path(__file__).resolve().parents[2]
+__all__ = ["make_driver"]  # a fixture, imported to be found
 
 
 @pytest.fixture
@@ -27,3 +50,241 @@ async def driver() -> AsyncIterator[PostgresDriver]:
 
 class TestPostgresConformance(DriverConformance):
     pass
+
+
+async def declared(driver: PostgresDriver) -> str:
+    name = f"q-{uuid.uuid4().hex[:8]}"
+    await driver.declare(QueueSpec(name, {}))
+    return name
+
+
+async def counts(driver: PostgresDriver, queue: str, **expected: int) -> None:
+    async def check() -> bool:
+        got = (await driver.info(queue)).as_dict()
+        return all(got[key] == value for key, value in expected.items())
+
+    await wait_until_async(check, 10, f"{queue} counts {expected}")
+
+
+@pytest.fixture
+async def raw() -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    require_service("postgres", "127.0.0.1", 5432)
+    async with await psycopg.AsyncConnection.connect(POSTGRES_DSN, autocommit=True) as conn:
+        yield conn
+
+
+# -- wake-ups, delays ---------------------------------------------------------------------
+
+
+async def test_an_idle_consumer_wakes_on_notify_not_on_the_safety_poll(
+    driver: PostgresDriver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(subscription, "SAFETY_POLL_S", 600.0)
+    queue = await declared(driver)
+    sink = Collector(auto="ack")
+    sub = await driver.attach(queue, sink, 10, {})
+    await counts(driver, queue, consumer_count=1)
+    for n in range(3):  # each publish finds the consumer asleep again
+        await driver.publish(queue, [envelope(n)])
+        await sink.wait_for(n + 1)
+    await sub.close()
+
+
+async def test_a_delayed_message_waits_in_the_table_until_its_time(
+    driver: PostgresDriver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(subscription, "SAFETY_POLL_S", 600.0)
+    queue = await declared(driver)
+    sink = Collector(auto="ack")
+    sub = await driver.attach(queue, sink, 10, {})
+    due = time.time() + 1.0
+    await driver.publish(queue, [envelope("later")], due=due)
+    stats = await driver.info(queue)
+    assert (stats.delayed, stats.message_count) == (1, 0)
+    assert stats.next_due == pytest.approx(due, abs=0.5)
+    await sink.wait_for(1)  # woken by its due time, not by a poll
+    assert time.time() >= due - 0.05, "delivered before its due time"
+    await counts(driver, queue, message_count=0, delayed=0)
+    await sub.close()
+
+
+async def test_a_nack_with_a_due_time_stores_the_retry_in_one_step(
+    driver: PostgresDriver
+) -> None:
+    queue = await declared(driver)
+    await driver.publish(queue, [envelope(1)])
+    sink = Collector()
+    sub = await driver.attach(queue, sink, 10, {})
+    await sink.wait_for(1)
+    due = time.time() + 0.5
+    driver_sub: Any = sub
+    driver_sub.settle(sink.deliveries[0], Outcome.NACK, due)
+    await counts(driver, queue, delayed=1, in_flight=0, ready=0)
+    await sink.wait_for(2)
+    assert sink.deliveries[1].attempts == 2
+    assert time.time() >= due - 0.05
+    sink.deliveries[1].ack()
+    await counts(driver, queue, message_count=0, delayed=0)
+    await sub.close()
+
+
+# -- leases and crash recovery ------------------------------------------------------------
+
+
+async def test_a_handler_slower_than_claim_idle_keeps_its_message(
+    make_driver: MakeDriver,
+) -> None:
+    busy, idle = await make_driver(claim_idle=0.3), await make_driver(claim_idle=0.3)
+    queue = await declared(busy)
+    await busy.publish(queue, [envelope(1)])
+    slow = Collector()
+    sub_slow = await busy.attach(queue, slow, 1, {})
+    await slow.wait_for(1)
+    watcher = Collector(auto="ack")
+    sub_watch = await idle.attach(queue, watcher, 10, {})
+    # The handler runs for 5x claim_idle while another consumer's keeper reclaims.
+    await asyncio.sleep(1.5)
+    assert watcher.deliveries == []
+    assert slow.deliveries[0].ack() is True
+    await counts(busy, queue, message_count=0)
+    assert watcher.deliveries == []
+    await sub_slow.close()
+    await sub_watch.close()
+
+
+async def test_a_late_nack_after_the_lease_was_reclaimed_changes_nothing(
+    driver: PostgresDriver, raw: psycopg.AsyncConnection[Any]
+) -> None:
+    """A consumer whose lease lapsed (its loop blocked past claim_idle) must not put back
+    a message another consumer holds now."""
+    queue = await declared(driver)
+    await driver.publish(queue, [envelope(1)])
+    sink = Collector()
+    sub = await driver.attach(queue, sink, 1, {})
+    await sink.wait_for(1)
+    table = f'"{driver.settings.schema_name}".messages'
+    await raw.execute(f"UPDATE {table} SET locked_by = 'someone-else'")
+    assert sink.deliveries[0].nack() is True
+    await sub.close()
+    row = await (await raw.execute(f"SELECT locked_by, attempts FROM {table}")).fetchall()
+    assert row == [("someone-else", 0)]
+
+
+@pytest.mark.slow
+async def test_workers_killed_under_load_lose_nothing(
+    make_driver: MakeDriver, raw: psycopg.AsyncConnection[Any]
+) -> None:
+    survivor = await make_driver(claim_idle=1.0)
+    schema = survivor.settings.schema_name
+    queue = await declared(survivor)
+    await raw.execute(f'CREATE TABLE "{schema}".handled (id text NOT NULL)')
+    sent = [envelope(i) for i in range(3000)]
+    await survivor.publish(queue, sent[:1000])
+    workers = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tests.drivers.postgres_worker", POSTGRES_DSN, schema,
+            queue, "50", "1.0", cwd=REPO, stdout=asyncio.subprocess.PIPE,
+        )
+        for _ in range(2)
+    ]
+    try:
+        for worker in workers:
+            assert worker.stdout is not None
+            assert (await asyncio.wait_for(worker.stdout.readline(), 20)).strip() == b"ready"
+        for start in range(1000, 3000, 250):  # publishing goes on while they work
+            await survivor.publish(queue, sent[start : start + 250])
+
+        async def some_handled() -> bool:
+            found = await raw.execute(f'SELECT count(*) FROM "{schema}".handled')
+            row = await found.fetchone()
+            return row is not None and row[0] >= 500
+
+        await wait_until_async(some_handled, 30, "the workers to handle 500 messages")
+    finally:
+        for worker in workers:
+            worker.send_signal(signal.SIGKILL)
+            await worker.wait()
+    assert (await survivor.info(queue)).message_count > 0, "killed before the end"
+
+    sink = Collector(auto="ack")
+    sub = await survivor.attach(queue, sink, 100, {})
+    await counts(survivor, queue, message_count=0, delayed=0)
+    handled = await (await raw.execute(f'SELECT id FROM "{schema}".handled')).fetchall()
+    done = {row[0] for row in handled} | set(sink.ids)
+    assert done == {e.id for e in sent}
+    await sub.close()
+
+
+# -- schema, outages, transactional publish -------------------------------------------------
+
+
+async def test_a_schema_newer_than_this_relevo_is_refused(
+    make_driver: MakeDriver, raw: psycopg.AsyncConnection[Any]
+) -> None:
+    first = await make_driver()
+    schema = first.settings.schema_name
+    versions = await (await raw.execute(f'SELECT version FROM "{schema}".schema_version'))\
+        .fetchall()
+    assert versions == [(SCHEMA_VERSION,)]
+    await raw.execute(f'INSERT INTO "{schema}".schema_version (version) VALUES (999)')
+    with pytest.raises(DriverUnavailable, match="version 999"):
+        await make_driver()
+
+
+async def test_an_unreachable_server_fails_start_with_driver_unavailable() -> None:
+    driver = PostgresDriver(settings(dsn="postgresql://postgres@127.0.0.1:1/postgres",
+                                     publish_timeout=1.0))
+    started = time.monotonic()
+    with pytest.raises(DriverUnavailable):
+        await driver.start()
+    assert time.monotonic() - started < 3
+
+
+async def test_a_message_published_in_a_transaction_exists_only_if_it_commits(
+    driver: PostgresDriver,
+) -> None:
+    queue = await declared(driver)
+    committed, rolled_back = envelope("commit"), envelope("rollback")
+    async with await psycopg.AsyncConnection.connect(POSTGRES_DSN) as conn:
+        await driver.publish_in(conn, queue, [committed])
+        assert (await driver.info(queue)).ready == 0, "visible before the commit"
+        await conn.commit()
+        await driver.publish_in(conn, queue, [rolled_back])
+        await conn.rollback()
+    sink = Collector(auto="ack")
+    sub = await driver.attach(queue, sink, 10, {})
+    await sink.wait_for(1)
+    await counts(driver, queue, message_count=0)
+    assert sink.ids == [committed.id]
+    await sub.close()
+
+
+async def test_a_transactional_publish_needs_a_psycopg_async_connection(
+    driver: PostgresDriver,
+) -> None:
+    queue = await declared(driver)
+    with pytest.raises(PublishError, match="AsyncConnection"):
+        await driver.publish_in(object(), queue, [envelope(1)])
+
+
+async def test_peek_remove_and_purge_touch_only_messages_nobody_holds(
+    driver: PostgresDriver,
+) -> None:
+    queue = await declared(driver)
+    sent = [envelope(i, tenant="acme") for i in range(6)]
+    await driver.publish(queue, sent)
+    sink = Collector()
+    sub = await driver.attach(queue, sink, 1, {})
+    await sink.wait_for(1)  # sent[0] is in flight
+    page = await driver.peek(queue, 2)
+    assert [e.id for e in page] == [sent[1].id, sent[2].id]
+    assert page[0].headers == {"tenant": "acme"}
+    assert [e.id for e in await driver.peek(queue, 10, after=sent[2].id)] == \
+        [e.id for e in sent[3:]]
+    assert await driver.remove(queue, [sent[0].id, sent[3].id]) == 1
+    await sub.cancel()
+    assert await driver.purge(queue) == 4
+    await counts(driver, queue, ready=0, in_flight=1)
+    sink.deliveries[0].ack()
+    await counts(driver, queue, message_count=0)
+    await sub.close()

@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 import relevo
 from tests.appfiles import write_app
 from tests.conftest import require_service
+from tests.drivers.postgres_support import POSTGRES_DSN, drop_schema, unique_schema
 from tests.integration import handlers
 from tests.waiting import queue_holds, wait_until
 
@@ -22,6 +23,7 @@ DRIVERS = {
     "amqp": ("url: amqp://guest:guest@127.0.0.1:5672/\n  reconnect_delay: 100ms",
              ("rabbitmq", 5672)),
     "redis": (f"url: {REDIS_URL}\n  claim_idle: 2s\n  block: 200ms", ("redis", 6379)),
+    "postgres": (f"dsn: {POSTGRES_DSN}\n  claim_idle: 2s", ("postgres", 5432)),
 }
 # AMQP queues expire once unused, so a failed run leaves nothing behind on the broker
 QUEUE_OPTIONS = "driver_options: {amqp: {queue_expiry: 30s}}"
@@ -34,9 +36,14 @@ async def driver_yaml(request: pytest.FixtureRequest) -> AsyncIterator[str]:
     if service is not None:
         require_service(service[0], "127.0.0.1", service[1])
     prefix = f"relevo-test:{uuid.uuid4().hex[:10]}:"
+    schema = unique_schema()
     if kind == "redis":
         settings += f"\n  key_prefix: '{prefix}'"
+    if kind == "postgres":
+        settings += f"\n  schema: {schema}"
     yield f"- name: broker\n  kind: queue.driver.{kind}\n  {settings}\n"
+    if kind == "postgres":
+        await drop_schema(schema)
     if kind == "redis":
         async with Redis.from_url(REDIS_URL) as client:
             keys = [k async for k in client.scan_iter(match=f"{prefix}*")]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from relevo.message import Delivery, Envelope, Outcome
 
@@ -141,3 +141,15 @@ class Driver(Protocol):
 
     async def purge(self, queue: str) -> int:
         """Delete every ready message (not those in flight); returns how many."""
+
+
+@runtime_checkable
+class ConnectionPublisher(Protocol):
+    """A driver that can publish through the caller's own database connection."""
+
+    async def publish_in(
+        self, connection: Any, queue: str, envelopes: Sequence[Envelope],
+        due: float | None = None,
+    ) -> None:
+        """Store the envelopes inside the connection's open transaction: they exist if
+        and only if it commits. PublishError for a connection of the wrong kind."""
