@@ -63,11 +63,9 @@ async def test_a_message_published_in_a_rolled_back_transaction_never_exists(
 ) -> None:
     async with relevo.load(app_path) as app, \
             await psycopg.AsyncConnection.connect(POSTGRES_DSN) as conn:
-        with pytest.raises(RuntimeError, match="payment declined"):
-            async with conn.transaction():
-                await app.publish_batch("app:orders", [{"order": 2}, {"order": 3}],
-                                        connection=conn)
-                raise RuntimeError("payment declined")
+        async with conn.transaction(force_rollback=True):  # e.g. the payment was declined
+            await app.publish_batch("app:orders", [{"order": 2}, {"order": 3}],
+                                    connection=conn)
         await app.publish("app:orders", {"order": 4})  # a later message is handled...
         await wait_until(lambda: len(handlers.state.calls) == 1, 10, "order 4 handled")
         await queue_holds(app, "app:orders", 0)
@@ -81,5 +79,5 @@ async def test_other_drivers_refuse_a_connection_with_publish_error(tmp_path: Pa
   driver: mem
 """)
     async with relevo.load(path) as app:
-        with pytest.raises(PublishError, match="only queue.driver.postgres"):
+        with pytest.raises(PublishError, match=r"only queue\.driver\.postgres"):
             await app.publish("app:tasks", {}, connection=object())
