@@ -456,3 +456,92 @@ class DriverConformance:
         assert len(set(sink.ids)) == 5000
         await self.wait_counts(driver, queue, message_count=0)
         await sub.close()
+
+    # -- peek, remove, purge ----------------------------------------------------------
+
+    async def test_peek_shows_ready_messages_oldest_first_and_consumes_nothing(
+        self, driver: Driver, queue: str
+    ) -> None:
+        sent = [envelope(i, tag=f"t{i}", num=i) for i in range(5)]
+        sent[2].attempts = 3
+        await driver.publish(queue, sent)
+        seen = await driver.peek(queue, 10)
+        assert [(e.id, e.body, e.headers, e.attempts) for e in seen] == [
+            (e.id, e.body, e.headers, e.attempts) for e in sent
+        ]
+        assert [e.id for e in await driver.peek(queue, 10)] == [e.id for e in sent]
+        await self.wait_counts(driver, queue, ready=5)
+        sink = Collector(auto="ack")
+        sub = await self.attach(driver, queue, sink)
+        await sink.wait_for(5)
+        assert sink.ids == [e.id for e in sent]
+        if driver.capabilities.quiet_peek:
+            assert [d.attempts for d in sink.deliveries] == [1, 1, 4, 1, 1]
+        await sub.close()
+
+    async def test_peek_pages_through_a_queue_with_after(self, driver: Driver, queue: str) -> None:
+        sent = [envelope(i) for i in range(7)]
+        await driver.publish(queue, sent)
+        pages: list[list[str]] = []
+        after: str | None = None
+        while True:
+            page = await driver.peek(queue, 3, after)
+            if not page:
+                break
+            pages.append([e.id for e in page])
+            after = page[-1].id
+        ids = [e.id for e in sent]
+        assert pages == [ids[0:3], ids[3:6], ids[6:7]]
+
+    async def test_peek_leaves_out_messages_in_flight(self, driver: Driver, queue: str) -> None:
+        sent = [envelope(i) for i in range(3)]
+        await driver.publish(queue, sent)
+        sink = Collector()
+        sub = await self.attach(driver, queue, sink, prefetch=1)
+        await sink.wait_for(1)
+        assert [e.id for e in await driver.peek(queue, 10)] == [e.id for e in sent[1:]]
+        sink.deliveries[0].ack()
+        await sub.close()
+
+    async def test_remove_deletes_only_the_named_ready_messages(
+        self, driver: Driver, queue: str
+    ) -> None:
+        sent = [envelope(i) for i in range(5)]
+        await driver.publish(queue, sent)
+        sink = Collector()
+        sub = await self.attach(driver, queue, sink, prefetch=1)
+        await sink.wait_for(1)  # sent[0] is in flight: not removable
+        removed = await driver.remove(queue, [sent[0].id, sent[1].id, sent[3].id, "no-such-id"])
+        assert removed == 2
+        assert [e.id for e in await driver.peek(queue, 10)] == [sent[2].id, sent[4].id]
+        await sub.cancel()
+        sink.deliveries[0].ack()
+        await sub.close()
+        await self.wait_counts(driver, queue, message_count=2)
+
+    async def test_purge_removes_every_ready_message_and_says_how_many(
+        self, driver: Driver, queue: str
+    ) -> None:
+        await driver.publish(queue, [envelope(i) for i in range(4)])
+        sink = Collector()
+        sub = await self.attach(driver, queue, sink, prefetch=1)
+        await sink.wait_for(1)
+        assert await driver.purge(queue) == 3
+        assert await driver.peek(queue, 10) == []
+        sink.deliveries[0].nack()  # the one in flight survives the purge
+        await sink.wait_for(2)
+        assert sink.deliveries[1].id == sink.deliveries[0].id
+        sink.deliveries[1].ack()
+        await sub.close()
+        await self.wait_counts(driver, queue, message_count=0)
+
+    async def test_peek_remove_and_purge_on_an_unknown_queue_raise_queue_not_found(
+        self, driver: Driver
+    ) -> None:
+        name = f"missing-{uuid.uuid4().hex[:12]}"
+        with pytest.raises(QueueNotFound):
+            await driver.peek(name, 10)
+        with pytest.raises(QueueNotFound):
+            await driver.remove(name, ["x"])
+        with pytest.raises(QueueNotFound):
+            await driver.purge(name)

@@ -63,6 +63,7 @@ class Capabilities:
     exact_in_flight: bool  # info() splits ready / in_flight exactly
     nack_to_tail: bool  # a nacked message goes behind the messages already waiting
     delays: bool = False  # publish(due=...) and settle(..., due=...) keep the message stored
+    quiet_peek: bool = True  # peek leaves no trace: the next delivery counts no extra attempt
 
 
 class Subscription(Protocol):

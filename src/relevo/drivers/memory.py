@@ -8,6 +8,7 @@ its own. Nothing survives a restart: stopping the driver drops its store.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -198,6 +199,31 @@ class MemoryDriver:
         target = self._queue(queue)
         return QueueStats(len(target.ready), target.in_flight, len(target.subscriptions))
 
+    async def peek(self, queue: str, limit: int, after: str | None = None) -> list[Envelope]:
+        ready = self._queue(queue).ready
+        start = 0
+        if after is not None:
+            start = next((i + 1 for i, e in enumerate(ready) if e.id == after), len(ready))
+        return [_copy(e) for e in itertools.islice(ready, start, start + max(0, limit))]
+
+    async def remove(self, queue: str, ids: Sequence[str]) -> int:
+        target = self._queue(queue)
+        wanted = set(ids)
+        kept = deque(e for e in target.ready if e.id not in wanted)
+        removed = len(target.ready) - len(kept)
+        target.ready = kept
+        for _ in range(min(removed, len(target.space))):  # wake publishers waiting for room
+            target.make_room()
+        return removed
+
+    async def purge(self, queue: str) -> int:
+        target = self._queue(queue)
+        removed = len(target.ready)
+        target.ready.clear()
+        for _ in range(min(removed, len(target.space))):  # wake publishers waiting for room
+            target.make_room()
+        return removed
+
     def _queue(self, name: str) -> _MemoryQueue:
         self._check_running()
         try:
@@ -208,3 +234,9 @@ class MemoryDriver:
     def _check_running(self) -> None:
         if not self._running:
             raise DriverUnavailable("memory driver is not running")
+
+
+def _copy(envelope: Envelope) -> Envelope:
+    """A peeked message the caller may change without touching the stored one."""
+    headers = dict(envelope.headers) if envelope.headers else None
+    return Envelope(envelope.id, envelope.body, headers, envelope.attempts)

@@ -22,6 +22,7 @@ from typing import Any
 
 import aiormq
 
+from relevo.drivers.amqp.browse import Browser
 from relevo.drivers.amqp.connection import CONNECT_ERRORS, AmqpLink, log
 from relevo.drivers.amqp.headers import properties_for
 from relevo.drivers.amqp.publisher import Publisher
@@ -38,12 +39,15 @@ _MAX_QOS = 65535
 class AmqpDriver:
     """`queue.driver.amqp`."""
 
-    capabilities = Capabilities(durable=True, exact_in_flight=False, nack_to_tail=True)
+    capabilities = Capabilities(
+        durable=True, exact_in_flight=False, nack_to_tail=True, quiet_peek=False
+    )
 
     def __init__(self, settings: AmqpSettings | None = None) -> None:
         self.settings = settings or AmqpSettings()
         self._link = AmqpLink(self.settings, self._connection_lost, self._connection_restored)
         self._publisher = Publisher(self._link)
+        self._browser = Browser(self._link, self.settings.connection_timeout)
         self._control: aiormq.Channel | None = None
         self._control_lock = asyncio.Lock()
         self._declared: dict[str, dict[str, Any]] = {}  # re-declared after a reconnect
@@ -187,6 +191,28 @@ class AmqpDriver:
         await sub.start(deadline)
         self._subscriptions.append(sub)
         return sub
+
+
+    # -- inspection: see browse.py for how AMQP is read without consuming --------------
+
+    async def peek(self, queue: str, limit: int, after: str | None = None) -> list[Envelope]:
+        return await self._browser.peek(queue, limit, after)
+
+    async def remove(self, queue: str, ids: Sequence[str]) -> int:
+        return await self._browser.remove(queue, set(ids))
+
+    async def purge(self, queue: str) -> int:
+        channel = await self._control_channel()
+        try:
+            async with asyncio.timeout(self.settings.connection_timeout):
+                ok = await channel.queue_purge(queue)
+        except aiormq.exceptions.ChannelNotFoundEntity:
+            self._control = None
+            raise QueueNotFound(f"AMQP queue {queue!r} does not exist") from None
+        except CONNECT_ERRORS as exc:
+            self._control = None
+            raise DriverUnavailable(f"cannot purge AMQP queue {queue!r}: {exc}") from exc
+        return int(ok.message_count or 0)
 
 
 def _consumer_options(options: Mapping[str, Any]) -> AmqpConsumerOptions:

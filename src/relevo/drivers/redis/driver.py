@@ -28,6 +28,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from relevo.drivers.base import Capabilities, DeliverySink, QueueSpec, QueueStats
 from relevo.drivers.redis.connection import create_client
+from relevo.drivers.redis.inspection import Inspector
 from relevo.drivers.redis.publisher import Publisher
 from relevo.drivers.redis.settings import (
     RedisConsumerOptions,
@@ -61,6 +62,7 @@ class RedisDriver:
         self._publisher: Publisher | None = None
         self._maxlen: dict[str, int | None] = {}  # queues declared here, and their maxlen
         self._subscriptions: set[RedisSubscription] = set()
+        self._inspector: Inspector | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -76,6 +78,7 @@ class RedisDriver:
             raise
         self._client = client
         self._publisher = Publisher(client, self.settings, self._declare_again)
+        self._inspector = Inspector(client, GROUP)
 
     async def stop(self) -> None:
         for sub in list(self._subscriptions):
@@ -84,6 +87,7 @@ class RedisDriver:
         if self._publisher is not None:
             await self._publisher.close()
             self._publisher = None
+        self._inspector = None
         if self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -169,7 +173,36 @@ class RedisDriver:
         live = sum(1 for c in consumers if c["pending"] > 0 or c["idle"] <= stale_ms)
         return QueueStats(max(0, int(length) - in_flight), in_flight, live)
 
+    async def peek(self, queue: str, limit: int, after: str | None = None) -> list[Envelope]:
+        async with self._inspecting(queue, "peek") as inspector:
+            return await inspector.peek(self.stream(queue), limit, after)
+
+    async def remove(self, queue: str, ids: Sequence[str]) -> int:
+        async with self._inspecting(queue, "remove") as inspector:
+            return await inspector.remove(self.stream(queue), ids)
+
+    async def purge(self, queue: str) -> int:
+        async with self._inspecting(queue, "purge") as inspector:
+            return await inspector.purge(self.stream(queue))
+
     # -- helpers ------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _inspecting(self, queue: str, what: str) -> AsyncIterator[Inspector]:
+        """The inspector, with an undeclared queue as QueueNotFound and no time bound
+        (a purge of a long stream takes as long as it takes)."""
+        if self._inspector is None:
+            raise DriverUnavailable("redis driver is not running")
+        try:
+            yield self._inspector
+        except ResponseError as exc:
+            if "no such key" in str(exc).lower():
+                raise QueueNotFound(f"redis queue {queue!r} is not declared") from None
+            raise DriverUnavailable(f"redis {what} on {queue!r} refused: {exc}") from exc
+        except (TimeoutError, *NETWORK_ERRORS) as exc:
+            raise DriverUnavailable(f"redis {what} on {queue!r} failed: {exc}") from exc
+        except RedisError as exc:
+            raise DriverUnavailable(f"redis {what} on {queue!r} refused: {exc}") from exc
 
     def _redis(self) -> Redis:
         if self._client is None:

@@ -38,3 +38,4 @@ class Script:
 
 REQUEUE = Script("requeue.lua")
 RECLAIM = Script("reclaim.lua")
+REMOVE = Script("remove.lua")
