@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from contextvars import Token
 from types import TracebackType
 from typing import Any, Self
 
+from relevo import dead_letters
 from relevo.backoff import Backoff
 from relevo.codecs import CODECS
 from relevo.config.build import Source, load_registry
@@ -176,6 +177,43 @@ class App:
 
     def _consumers_of(self, queue_id: str) -> list[Consumer]:
         return [c for c in self._consumers() if c.queue.entry_id == queue_id]
+
+    # -- inspection and dead letters --------------------------------------------------
+
+    async def peek(
+        self, queue_id: str, limit: int = 50, after: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Up to `limit` ready messages, oldest first, without consuming them.
+
+        Each is `{"id", "body", "headers", "attempts"}`, the body decoded by the queue's
+        codec; `after` is the ID of the last message of a previous page.
+        """
+        return await dead_letters.peek(await self._queue(queue_id), limit, after)
+
+    async def requeue(self, dead_letter_queue_id: str, ids: Collection[str] | None = None) -> int:
+        """Move dead letters back to their original queues; returns how many moved.
+
+        Those that cannot go back (their queue no longer exists) stay, and are logged;
+        `requeue_report` says why for each.
+        """
+        return (await self.requeue_report(dead_letter_queue_id, ids)).moved
+
+    async def requeue_report(
+        self, dead_letter_queue_id: str, ids: Collection[str] | None = None
+    ) -> dead_letters.RequeueReport:
+        """`requeue`, answering how many moved and the reason each refused one stayed."""
+        dead = await self._queue(dead_letter_queue_id)
+        return await dead_letters.requeue(dead, self._queue_if_any, ids)
+
+    async def purge(self, queue_id: str) -> int:
+        """Remove every ready message of a queue (not those in flight); returns how many."""
+        queue = await self._queue(queue_id)
+        return await queue.driver.purge(queue.name)
+
+    async def _queue_if_any(self, queue_id: str) -> Queue | None:
+        if queue_id not in self.queues:
+            return None
+        return await self._queue(queue_id)
 
     def _queue_named(self, queue_id: str) -> Queue:
         queue = self.queues.get(queue_id)

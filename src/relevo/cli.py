@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import click
@@ -119,6 +120,55 @@ def info(path: str, queue_id: str) -> None:
             await app.close()
 
     click.echo(json.dumps(_call(go())))
+
+
+@main.command()
+@click.argument("path", type=click.Path())
+@click.argument("queue_id")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1))
+@click.option("--after", default=None, metavar="ID", help="Start after this message ID.")
+def peek(path: str, queue_id: str, limit: int, after: str | None) -> None:
+    """Print a queue's ready messages as JSON lines, oldest first, consuming nothing."""
+    for message in _call(_offline(path, lambda app: app.peek(queue_id, limit, after))):
+        click.echo(json.dumps(message, ensure_ascii=False, default=str))
+
+
+@main.command()
+@click.argument("path", type=click.Path())
+@click.argument("dead_letter_queue_id")
+@click.option("--id", "ids", multiple=True, metavar="ID", help="Only this message (repeatable).")
+def requeue(path: str, dead_letter_queue_id: str, ids: tuple[str, ...]) -> None:
+    """Move dead letters back to their original queues (all, or those given with --id)."""
+    report = _call(_offline(
+        path, lambda app: app.requeue_report(dead_letter_queue_id, ids or None)
+    ))
+    for message_id, reason in report.refused.items():
+        click.echo(f"kept {message_id}: {reason}", err=True)
+    click.echo(f"requeued {report.moved}")
+    if report.refused:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("path", type=click.Path())
+@click.argument("queue_id")
+@click.option("--yes", is_flag=True, help="Confirm: the messages are deleted for good.")
+def purge(path: str, queue_id: str, yes: bool) -> None:
+    """Delete every ready message of a queue (those in flight stay)."""
+    if not yes:
+        click.echo(f"refusing to purge {queue_id} without --yes", err=True)
+        sys.exit(2)
+    click.echo(f"purged {_call(_offline(path, lambda app: app.purge(queue_id)))}")
+
+
+async def _offline(path: str, action: Callable[[App], Awaitable[Any]]) -> Any:
+    """Run one action with the app's queues reachable and no consumer started."""
+    app = _load(path)
+    await app.open(start=False)
+    try:
+        return await action(app)
+    finally:
+        await app.close()
 
 
 def _call(coro: Any) -> Any:

@@ -26,6 +26,7 @@ class State:
     running: int = 0
     max_running: int = 0
     gate: threading.Event = field(default_factory=threading.Event)
+    fixed: bool = False  # fails_until_fixed raises until a test sets this
 
 
 state = State()
@@ -48,6 +49,13 @@ async def record(body: Any) -> Any:
     _record(body)
     if isinstance(body, dict) and body.get("fail"):
         raise ValueError(f"task {body.get('id')} failed on purpose")
+    return body
+
+
+async def fails_until_fixed(body: Any) -> Any:
+    _record(body)
+    if not state.fixed:
+        raise ValueError("the bug is not fixed yet")
     return body
 
 
