@@ -19,11 +19,16 @@ class Codec:
     decode: Callable[[bytes], Any]
 
 
+_join = b"".join
+
+
 def _json_encode(data: Any) -> bytes:
     if isinstance(data, bytes):  # already encoded: passed through untouched
         return data
     try:
-        return orjson.dumps(data)
+        # orjson's bytes keep a buffer of at least 4 KB however short the JSON, and a body
+        # lives as long as its message waits; joining with b"" makes a right-sized copy.
+        return _join((orjson.dumps(data), b""))
     except TypeError:  # what orjson refuses (e.g. ints beyond 64 bits) the stdlib may take
         return json.dumps(data, ensure_ascii=False).encode()
 
