@@ -203,11 +203,14 @@ async def test_a_drop_in_the_middle_of_a_busy_drain_loses_nothing(
         await driver.publish(queue, sent[start : start + 500])
     buffer: asyncio.Queue[Any] = asyncio.Queue()
     seen: set[str] = set()
+    dropped = asyncio.Event()  # past 300 messages the workers hold theirs until the drop
 
     async def worker() -> None:
         while True:
             delivery = await buffer.get()
             await asyncio.sleep(0.002)
+            if len(seen) >= 300:
+                await dropped.wait()
             seen.add(delivery.id)
             delivery.ack()
 
@@ -217,6 +220,7 @@ async def test_a_drop_in_the_middle_of_a_busy_drain_loses_nothing(
     await wait_until(lambda: len(seen) >= 300, 10, "the drain to get going")
     await rabbitmqctl("close_connection", pid, "relevo test: forced close")
     assert len(seen) < len(sent), "the drop must come while messages are still in flight"
+    dropped.set()
     await wait_until(lambda: len(seen) == len(sent), 20, "every message handled")
     await wait_counts(driver, queue, message_count=0)
     for task in workers:
