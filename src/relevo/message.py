@@ -136,3 +136,24 @@ class Delivery:
 
     def __repr__(self) -> str:
         return f"Delivery(id={self.id!r}, attempts={self.attempts}, settled={self._settled})"
+
+
+class Unreadable(Delivery):
+    """A stored entry the driver cannot read as a message (a foreign producer's, or damaged).
+
+    It never reaches a handler: the consumer nacks it with `reason`, so it takes the
+    failure path of any message (attempts, dead letter). `id` is the best handle the
+    driver has (the stream entry ID on Redis) and `body` keeps the raw content, so a dead
+    letter shows what arrived.
+    """
+
+    __slots__ = ("reason",)
+
+    def __init__(
+        self, settler: Settler, id: str, body: bytes, attempts: int, tag: Any, reason: str
+    ) -> None:
+        super().__init__(settler, id, body, None, attempts, tag)
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"Unreadable(id={self.id!r}, attempts={self.attempts}, reason={self.reason!r})"

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from types import CoroutineType
 from typing import Any
 
+from relevo.consumer.failures import log_failure
 from relevo.consumer.settle import describe, nack_reason
 from relevo.context import Runtime, current_delivery, current_runtime
 from relevo.functions.base import Handler
@@ -64,6 +65,7 @@ class WorkerPool:
     def __init__(
         self,
         label: str,
+        queue_id: str,
         handler: Handler,
         decode: Callable[[bytes], Any],
         concurrency: int,
@@ -71,6 +73,7 @@ class WorkerPool:
         runtime: Runtime | None,
     ) -> None:
         self.label = label
+        self.queue_id = queue_id
         self.handler = handler
         self.decode = decode
         self.concurrency = concurrency
@@ -119,6 +122,7 @@ class WorkerPool:
             return
         error = task.exception()
         if error is not None:
+            log.error("%s died: %r", task.get_name(), error, exc_info=error)
             self.failure.set_result(error)
 
     async def _work(self) -> None:
@@ -137,22 +141,25 @@ class WorkerPool:
             try:
                 payload = decode(delivery.body)
             except Exception as exc:
-                log.warning("%s: undecodable body in %s: %s", self.label, delivery.id, exc)
-                delivery.nack(f"undecodable body: {describe(exc)}")
+                reason = f"undecodable body: {describe(exc)}"
+                log_failure(self.label, self.queue_id, delivery, reason)
+                delivery.nack(reason)
                 continue
             try:
                 result = handler(payload)
                 if type(result) is CoroutineType:
                     result = await result
             except Exception as exc:
-                log.warning("%s: handler failed on %s", self.label, delivery.id, exc_info=exc)
-                delivery.nack(describe(exc))
+                reason = describe(exc)
+                log_failure(self.label, self.queue_id, delivery, reason, exc)
+                delivery.nack(reason)
             else:
-                reason = nack_reason(result)
-                if reason is None:
+                refusal = nack_reason(result)
+                if refusal is None:
                     delivery.ack()
                 else:
-                    delivery.nack(reason)
+                    log_failure(self.label, self.queue_id, delivery, refusal)
+                    delivery.nack(refusal)
             handled += 1
             if handled % _YIELD_EVERY == 0:
                 await asyncio.sleep(0)

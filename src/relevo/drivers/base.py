@@ -7,19 +7,63 @@ Delivery is push with credit: `attach(queue, sink, prefetch)` makes the driver c
 
 Drivers know nothing of consumers, functions, codecs or config files; they move bytes
 and headers. `tests/drivers/conformance.py` checks every rule written here.
+
+Two rules for what goes wrong off the happy path:
+
+- An entry the driver cannot read as a message (a foreign producer's, or damaged) is
+  handed over as an `Unreadable` delivery through `deliver_unreadable`, never raised in
+  the reading task: the consumer nacks it without calling its handler, so it takes the
+  failure path of any message. Drivers find such entries in their exception path only:
+  a good entry costs nothing more.
+- A background task of a subscription (reader, flusher, lease keeper) that dies is
+  watched by `watch_task`: logged at once, and `failure` resolves, so the consumer turns
+  `failed` and its supervisor restarts it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from relevo.message import Delivery, Envelope, Outcome
+from relevo.message import Delivery, Envelope, Outcome, Unreadable
 
 DeliverySink = Callable[[Delivery], None]
-"""Receives each delivery on the event loop thread; must not block."""
+"""Receives each delivery on the event loop thread; must not block.
+
+A consumer's sink also carries an `unreadable` attribute: the callable that takes an
+`Unreadable` delivery (see `deliver_unreadable`).
+"""
+
+
+def deliver_unreadable(sink: DeliverySink, delivery: Unreadable) -> None:
+    """Hand an entry the driver cannot read to the consumer, like a delivery.
+
+    The driver counts it unsettled (it holds credit) before calling this. A sink without
+    an `unreadable` attribute (a bare callable in a test) gets it as any delivery.
+    """
+    take: Callable[[Unreadable], None] = getattr(sink, "unreadable", sink)
+    take(delivery)
+
+
+def watch_task(
+    task: asyncio.Task[Any], failure: asyncio.Future[BaseException], log: logging.Logger
+) -> None:
+    """Never let a background task die silently: log it at once and resolve `failure`."""
+
+    def done(task: asyncio.Task[Any]) -> None:
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is None:
+            return
+        log.error("%s died: %r", task.get_name(), error, exc_info=error)
+        if not failure.done():
+            failure.set_result(error)
+
+    task.add_done_callback(done)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +115,8 @@ class Subscription(Protocol):
 
     loop: asyncio.AbstractEventLoop
     thread_id: int
+    failure: asyncio.Future[BaseException]
+    """Resolves with the error if one of the subscription's own tasks dies (`watch_task`)."""
 
     def settle(self, delivery: Delivery, outcome: Outcome, due: float | None = None) -> None:
         """Apply `outcome` to a delivery this subscription made.

@@ -64,7 +64,7 @@ class _MemoryQueue:
 
 
 class _MemorySubscription:
-    __slots__ = ("active", "credit", "loop", "queue", "sink", "thread_id", "unsettled")
+    __slots__ = ("active", "credit", "failure", "loop", "queue", "sink", "thread_id", "unsettled")
 
     def __init__(self, queue: _MemoryQueue, sink: DeliverySink, prefetch: int) -> None:
         self.loop = asyncio.get_running_loop()
@@ -74,6 +74,7 @@ class _MemorySubscription:
         self.credit = prefetch
         self.active = True
         self.unsettled: set[Delivery] = set()
+        self.failure: asyncio.Future[BaseException] = self.loop.create_future()  # no tasks
 
     def push(self, envelope: Envelope) -> None:
         self.credit -= 1

@@ -9,6 +9,7 @@ str, int, float and bool keep their types. The envelope's attempts travel in the
 from __future__ import annotations
 
 import struct
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -92,6 +93,12 @@ def properties_for(envelope: Envelope, timestamp: datetime | None = None) -> Pro
         table[ATTEMPTS_HEADER] = envelope.attempts
     props.headers = table
     return props
+
+
+def assign_message_id() -> str:
+    """An ID for a message published without one (by another program): the copies that
+    nacks republish carry it, so it stays the message's ID from then on."""
+    return f"amqp-{uuid.uuid4().hex}"
 
 
 def with_attempts(props: Basic.Properties, attempts: int) -> Properties:

@@ -21,18 +21,19 @@ import contextlib
 import logging
 import threading
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 import aiormq
 import aiormq.abc
 
 from relevo.drivers.amqp.connection import CONNECT_ERRORS, AmqpLink
-from relevo.drivers.amqp.headers import read_headers, with_attempts
+from relevo.drivers.amqp.headers import assign_message_id, read_headers, with_attempts
 from relevo.drivers.amqp.publisher import Publisher
 from relevo.drivers.amqp.settings import AmqpConsumerOptions
-from relevo.drivers.base import DeliverySink
+from relevo.drivers.base import DeliverySink, deliver_unreadable, watch_task
 from relevo.errors import DriverUnavailable, QueueNotFound, RelevoError
-from relevo.message import Delivery, Headers, Outcome
+from relevo.message import Delivery, Headers, Outcome, Unreadable
 
 log = logging.getLogger("relevo.drivers.amqp")
 
@@ -85,6 +86,12 @@ class AmqpSubscription:
         self._resubscribing: asyncio.Task[None] | None = None
         self._active = True
         self._closed = False
+        self.failure: asyncio.Future[BaseException] = self.loop.create_future()
+
+    def _task(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        task = self.loop.create_task(work, name=name)
+        watch_task(task, self.failure, log)
+        return task
 
     @property
     def in_flight(self) -> int:
@@ -95,7 +102,7 @@ class AmqpSubscription:
 
     async def start(self, deadline: float) -> None:
         await self._subscribe(deadline)
-        self._flusher = self.loop.create_task(self._flush_loop())
+        self._flusher = self._task(self._flush_loop(), f"relevo-amqp-ack:{self.queue}")
 
     async def _subscribe(self, deadline: float | None) -> None:
         channel = await self._link.channel(deadline, confirms=False)
@@ -132,7 +139,7 @@ class AmqpSubscription:
         if channel is not self._channel or consumer_tag != self._consumer_tag:
             return
         log.warning("AMQP queue %r cancelled its consumer; subscribing again", self.queue)
-        task = self.loop.create_task(self._close_channel(channel))
+        task = self._task(self._close_channel(channel), f"relevo-amqp-close:{self.queue}")
         self._moves.add(task)  # awaited by close(), like the other background work
         task.add_done_callback(self._moves.discard)
 
@@ -156,7 +163,8 @@ class AmqpSubscription:
         self._reset(None)
         resubscribing = self._resubscribing
         if self._active and not self._closed and (resubscribing is None or resubscribing.done()):
-            self._resubscribing = self.loop.create_task(self._resubscribe())
+            self._resubscribing = self._task(self._resubscribe(),
+                                             f"relevo-amqp-resubscribe:{self.queue}")
 
     async def _resubscribe(self) -> None:
         """Consume again once the link is back (it re-declared the queues first)."""
@@ -184,7 +192,13 @@ class AmqpSubscription:
         tag = _tag(message)
         props = message.header.properties
         self._order.append(tag)
-        headers, prior = read_headers(props)
+        try:
+            headers, prior = read_headers(props)
+        except Exception as exc:  # a foreign publisher's table we cannot map
+            self._deliver_unreadable(message, tag, f"unreadable headers ({exc!r})")
+            return
+        if not props.message_id:  # other publishers often omit it: give it one that sticks
+            props.message_id = assign_message_id()
         if not self._active:  # arrived after cancel: give it back untouched
             self._open[tag] = None
             self._move(message, prior, None)
@@ -192,11 +206,23 @@ class AmqpSubscription:
             self._open[tag] = None  # its last consumer died holding it: that was an attempt
             self._move(message, prior + 1, (headers, prior + 2))
         else:
-            delivery = Delivery(
-                self, props.message_id or "", message.body, headers, prior + 1, message
-            )
+            delivery = Delivery(self, props.message_id, message.body, headers, prior + 1, message)
             self._open[tag] = delivery
             self._sink(delivery)
+
+    def _deliver_unreadable(
+        self, message: aiormq.abc.DeliveredMessage, tag: int, reason: str
+    ) -> None:
+        props = message.header.properties
+        if not props.message_id:
+            props.message_id = assign_message_id()
+        delivery = Unreadable(self, props.message_id, message.body, 1, message,
+                              f"unreadable message: {reason}")  # the consumer logs it
+        self._open[tag] = delivery
+        if self._active:
+            deliver_unreadable(self._sink, delivery)
+        else:
+            delivery.release()
 
     # -- settling -----------------------------------------------------------------
 
@@ -223,7 +249,8 @@ class AmqpSubscription:
         attempts: int,
         fallback: tuple[Headers, int] | None,
     ) -> None:
-        task = self.loop.create_task(self._republish(message, attempts, fallback))
+        task = self._task(self._republish(message, attempts, fallback),
+                          f"relevo-amqp-move:{self.queue}")
         self._moves.add(task)
         task.add_done_callback(self._moves.discard)
 

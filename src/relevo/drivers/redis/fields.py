@@ -12,11 +12,12 @@ Field names are one letter because every entry stores them; `requeue.lua` and
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import msgpack
 
-from relevo.message import Envelope, Headers
+from relevo.message import Envelope, Headers, Settler, Unreadable
 
 ID, BODY, HEADERS, ATTEMPTS = b"i", b"b", b"h", b"a"
 
@@ -38,3 +39,30 @@ def decode_headers(raw: bytes | None) -> Headers | None:
         return None
     headers: Headers = msgpack.unpackb(raw)
     return headers
+
+
+def unreadable(
+    settler: Settler, entry_id: bytes, fields: dict[bytes, bytes], count: int, error: Exception
+) -> Unreadable:
+    """An entry without relevo's fields (another program's XADD) or with damaged ones.
+
+    Its ID is the stream entry ID (a nack re-adds the entry, so each attempt has its
+    own); its body every field as a JSON object, so a dead letter keeps what was
+    written; `count` is its deliveries, as for any entry.
+    """
+    if isinstance(error, KeyError) and isinstance(error.args[0], bytes):
+        reason = f"missing field {error.args[0].decode(errors='replace')!r}"
+    else:
+        reason = f"malformed fields ({type(error).__name__}: {error})"
+    text = {  # `a` is relevo's own count, written by nacks: the dead letter carries it
+        key.decode(errors="backslashreplace"): value.decode(errors="backslashreplace")
+        for key, value in fields.items() if key != ATTEMPTS
+    }
+    try:
+        attempts = int(fields.get(ATTEMPTS, 0))
+    except ValueError:
+        attempts = 0
+    return Unreadable(
+        settler, entry_id.decode(), json.dumps(text).encode(), attempts + count, entry_id,
+        f"unreadable entry: {reason}",
+    )

@@ -28,7 +28,7 @@ for _, entry in ipairs(claimed[2]) do
   local seen = false
   for f = 1, #fields, 2 do
     if fields[f] == 'a' then
-      fields[f + 1] = tostring(tonumber(fields[f + 1]) + bump)
+      fields[f + 1] = tostring((tonumber(fields[f + 1]) or 0) + bump)
       seen = true
     end
   end

@@ -26,7 +26,7 @@ for i = 4, #ARGV do
       local seen = false
       for f = 1, #fields, 2 do
         if fields[f] == 'a' then
-          fields[f + 1] = tostring(tonumber(fields[f + 1]) + bump)
+          fields[f + 1] = tostring((tonumber(fields[f + 1]) or 0) + bump)
           seen = true
         end
       end

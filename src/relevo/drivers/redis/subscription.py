@@ -18,15 +18,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError, NoScriptError, ResponseError, TimeoutError
 
-from relevo.drivers.base import DeliverySink
+from relevo.drivers.base import DeliverySink, deliver_unreadable, watch_task
 from relevo.drivers.redis.connection import backoff_s, stop_task
-from relevo.drivers.redis.fields import ATTEMPTS, BODY, HEADERS, ID, decode_headers
+from relevo.drivers.redis.fields import ATTEMPTS, BODY, HEADERS, ID, decode_headers, unreadable
 from relevo.drivers.redis.scripts import RECLAIM, REQUEUE
 from relevo.drivers.redis.settings import RedisSettings
 from relevo.message import Delivery, Outcome
@@ -76,9 +76,15 @@ class RedisSubscription:
         self._block_ms = max(1, int(settings.block * 1000))
         self._claim_ms = max(1, int(settings.claim_idle * 1000))
         self._stale_ms = int((2 * settings.claim_idle + settings.block) * 1000)
-        self._reader = asyncio.create_task(self._read_loop(), name=f"relevo-redis-read:{stream}")
-        self._flusher = asyncio.create_task(self._flush_loop(), name=f"relevo-redis-ack:{stream}")
-        self._keeper = asyncio.create_task(self._keep_loop(), name=f"relevo-redis-keep:{stream}")
+        self.failure: asyncio.Future[BaseException] = self.loop.create_future()
+        self._reader = self._task(self._read_loop(), f"relevo-redis-read:{stream}")
+        self._flusher = self._task(self._flush_loop(), f"relevo-redis-ack:{stream}")
+        self._keeper = self._task(self._keep_loop(), f"relevo-redis-keep:{stream}")
+
+    def _task(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        task = self.loop.create_task(work, name=name)
+        watch_task(task, self.failure, logger)
+        return task
 
     # -- delivering -------------------------------------------------------------------
 
@@ -146,17 +152,20 @@ class RedisSubscription:
                 self._acks.append(entry_id)
                 self._dirty.set()
                 continue
-            raw_attempts = fields.get(ATTEMPTS)
-            attempts = int(raw_attempts) if raw_attempts else 0
-            attempts += deliveries.get(entry_id, 1) if deliveries else 1
-            delivery = Delivery(
-                self,
-                fields[ID].decode(),
-                fields[BODY],
-                decode_headers(fields.get(HEADERS)),
-                attempts,
-                entry_id,
-            )
+            count = deliveries.get(entry_id, 1) if deliveries else 1
+            try:
+                raw_attempts = fields.get(ATTEMPTS)
+                delivery = Delivery(
+                    self,
+                    fields[ID].decode(),
+                    fields[BODY],
+                    decode_headers(fields.get(HEADERS)),
+                    (int(raw_attempts) if raw_attempts else 0) + count,
+                    entry_id,
+                )
+            except Exception as exc:  # a foreign or damaged entry: the consumer's failure path
+                self._deliver_unreadable(entry_id, fields, count, exc)
+                continue
             unsettled[entry_id] = delivery
             self.credit -= 1
             try:
@@ -164,6 +173,18 @@ class RedisSubscription:
             except Exception:
                 logger.exception("delivery sink failed on %s; the delivery stays unsettled",
                                  self.stream)
+
+    def _deliver_unreadable(
+        self, entry_id: bytes, fields: dict[bytes, bytes], count: int, error: Exception
+    ) -> None:
+        delivery = unreadable(self, entry_id, fields, count, error)  # the consumer logs it
+        self.unsettled[entry_id] = delivery
+        self.credit -= 1
+        try:
+            deliver_unreadable(self.sink, delivery)
+        except Exception:
+            logger.exception("delivery sink failed on %s; the entry stays unsettled",
+                             self.stream)
 
     async def _deliver_history(self, entries: list[Any]) -> None:
         """Re-read entries: every earlier delivery of theirs ended unsettled, so it counts."""

@@ -1,0 +1,32 @@
+"""The one log line of a failed delivery, the same whatever the handler's language.
+
+Each failure (raise, `return False`, a returned error, Lua `nil, err`, an undecodable
+body, an unreadable entry) is one WARNING record with the consumer, the queue, the
+message ID, the attempt and the reason, in the text and as record attributes (`queue`,
+`consumer`, `message_id`, `attempts`) for structured handlers. A Python exception adds
+its traceback; a Lua error's reason already names file and line.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from relevo.errors import RelevoError
+from relevo.message import Delivery
+
+log = logging.getLogger("relevo.consumer")
+
+
+def log_failure(
+    consumer: str, queue: str, delivery: Delivery, reason: str,
+    error: BaseException | None = None,
+) -> None:
+    """Log one failed delivery; `error` is the exception the handler raised, if it did."""
+    trace = error if error is not None and not isinstance(error, RelevoError) else None
+    log.warning(
+        "%s: message %s from %s failed (attempt %d): %s",
+        consumer, delivery.id, queue, delivery.attempts, reason,
+        exc_info=trace,
+        extra={"queue": queue, "consumer": consumer, "message_id": delivery.id,
+               "attempts": delivery.attempts},
+    )
