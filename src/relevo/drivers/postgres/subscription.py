@@ -13,20 +13,20 @@ import asyncio
 import logging
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 import msgpack
 from psycopg_pool import AsyncConnectionPool
 
-from relevo.drivers.base import DeliverySink
+from relevo.drivers.base import DeliverySink, deliver_unreadable, watch_task
 from relevo.drivers.credit import Credit
 from relevo.drivers.postgres.boundary import transient
 from relevo.drivers.postgres.keeper import LeaseKeeper
 from relevo.drivers.postgres.listener import Listener, backoff_s
 from relevo.drivers.postgres.queries import Queries
 from relevo.drivers.postgres.settings import PostgresSettings
-from relevo.message import Delivery, Outcome
+from relevo.message import Delivery, Outcome, Unreadable
 
 logger = logging.getLogger("relevo.drivers.postgres")
 
@@ -71,9 +71,15 @@ class PostgresSubscription:
         }
         listener.register(queue, self._wake)
         keeper = LeaseKeeper(pool, queries, settings, queue, self.token, self._held)
-        self._fetcher = asyncio.create_task(self._fetch_loop(), name=f"relevo-pg-fetch:{queue}")
-        self._flusher = asyncio.create_task(self._flush_loop(), name=f"relevo-pg-ack:{queue}")
-        self._keeper = asyncio.create_task(keeper.run(), name=f"relevo-pg-keep:{queue}")
+        self.failure: asyncio.Future[BaseException] = self.loop.create_future()
+        self._fetcher = self._task(self._fetch_loop(), f"relevo-pg-fetch:{queue}")
+        self._flusher = self._task(self._flush_loop(), f"relevo-pg-ack:{queue}")
+        self._keeper = self._task(keeper.run(), f"relevo-pg-keep:{queue}")
+
+    def _task(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        task = self.loop.create_task(work, name=name)
+        watch_task(task, self.failure, logger)
+        return task
 
     # -- delivering -------------------------------------------------------------------
 
@@ -127,10 +133,17 @@ class PostgresSubscription:
     def _deliver(self, rows: Sequence[Any]) -> None:
         credit, sink = self.credit, self.sink
         for seq, message_id, body, headers, attempts, _due in sorted(rows, key=_order):
-            delivery = Delivery(
-                self, message_id, body, msgpack.unpackb(headers) if headers else None,
-                attempts + 1, seq,
-            )
+            try:
+                delivery = Delivery(
+                    self, message_id, body, msgpack.unpackb(headers) if headers else None,
+                    attempts + 1, seq,
+                )
+            except Exception as exc:  # a row another program wrote: the failure path
+                delivery = Unreadable(self, str(message_id or seq), bytes(body or b""),
+                                      attempts + 1, seq, f"unreadable headers ({exc!r})")
+                credit.hand_out(delivery)
+                deliver_unreadable(sink, delivery)
+                continue
             credit.hand_out(delivery)
             try:
                 sink(delivery)
