@@ -49,6 +49,7 @@ class App:
         self._token: Token[Runtime | None] | None = None
         self._supervisor: Supervisor | None = None  # kept after close, for status()
         self._open = False
+        self._closing = False
         self.queues: dict[str, Queue] = {}
 
     # -- lifecycle ------------------------------------------------------------------
@@ -80,14 +81,26 @@ class App:
                 raise
 
     async def close(self) -> None:
-        """Stop everything, dependents first."""
-        if not self._open:
+        """Stop everything, dependents first: every consumer, then the rest.
+
+        Publishing keeps working until the last consumer has stopped, so a handler that
+        publishes while the app shuts down (Ctrl-C) still succeeds; only then does the
+        app count as closed.
+        """
+        if not self._open or self._closing:
             return
-        self._open = False
+        self._closing = True
+        assert self._supervisor is not None
+        supervisor = self._supervisor
+        consumers = [e.id for e in self.registry.of_kind("queue.consumer")]
         try:
-            assert self._supervisor is not None
-            await self._supervisor.stop_all()
+            try:
+                await supervisor.stop_first(consumers)
+            finally:
+                self._open = False
+                await supervisor.stop_all(skip=consumers)
         finally:
+            self._closing = False
             if self._token is not None:
                 try:
                     current_runtime.reset(self._token)

@@ -106,3 +106,19 @@ def sync_gated(body: Any) -> None:
     _record(body)
     state.gate.wait(10)
     state.results.append(relevo.message().ack())
+
+
+async def gated_forward(body: Any) -> None:
+    """Waits for the gate, then publishes to `body["forward"]` (a chain step)."""
+    await gated(body)
+    state.results.append(await relevo.publish(body["forward"], {"from": relevo.message().id}))
+
+
+def sync_gated_forward(body: Any) -> None:
+    _record(body)
+    state.running += 1
+    try:
+        state.gate.wait(10)
+    finally:
+        state.running -= 1
+    state.results.append(relevo.publish_sync(body["forward"], {"from": relevo.message().id}))

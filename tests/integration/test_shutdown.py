@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 import pytest
@@ -101,3 +102,45 @@ async def test_leaving_the_app_stops_consumers_before_their_queue_and_driver(
             assert app.status(entry_id) == "running"
     assert {app.status(e) for e in ("app:mem", "app:tasks", "app:fn", "app:worker")} == {
         "stopped"}
+
+
+@pytest.mark.parametrize("handler", ["gated_forward", "sync_gated_forward"])
+async def test_handlers_that_publish_while_the_app_closes_still_publish(
+    tmp_path: Path, handler: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Bug: App.close() marked the app closed before its consumers had drained, so every
+    in-flight handler that published during Ctrl-C failed with "the app is not running"
+    and was nacked, which counted against max_attempts."""
+    path = write_app(tmp_path, f"""\
+- name: mem
+  kind: queue.driver.memory
+- name: tasks
+  kind: queue.queue
+  driver: mem
+- name: next
+  kind: queue.queue
+  driver: mem
+- name: fn
+  kind: function.python
+  handler: "tests.integration.handlers:{handler}"
+- name: worker
+  kind: queue.consumer
+  queue: tasks
+  func: fn
+  concurrency: 4
+  lifecycle: {{auto_start: true, stop_timeout: 5s}}
+""")
+    app = relevo.load(path)
+    async with app:
+        await app.publish_batch("app:tasks", [{"forward": "app:next"}] * 4)
+        await wait_until(lambda: handlers.state.running == 4, what="4 handlers in flight")
+        closing = asyncio.create_task(app.close())
+        await wait_until(lambda: app.status("app:worker") == "stopping", what="the stop")
+        handlers.state.gate.set()
+        await closing
+    assert len(handlers.state.results) == 4, "every handler published its next message"
+    assert all(isinstance(message_id, str) for message_id in handlers.state.results)
+    assert [call.attempts for call in handlers.state.calls] == [1, 1, 1, 1]
+    assert app.status("app:worker") == "stopped"
+    assert app.status("app:next") == "stopped"
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]

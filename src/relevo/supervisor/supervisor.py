@@ -44,9 +44,15 @@ class Supervisor:
                 wanted |= self.registry.dependents(entry_id)
             await self._stop_ids(wanted)
 
-    async def stop_all(self) -> None:
+    async def stop_first(self, ids: Iterable[str]) -> None:
+        """Stop `ids` (entries nothing depends on) without holding the lock, so that
+        their handlers can still start a queue they publish to while they finish."""
+        await self._stop_ids(ids)
+
+    async def stop_all(self, skip: Iterable[str] = ()) -> None:
+        """Stop every entry but `skip` (those `stop_first` stopped already)."""
         async with self._lock:
-            await self._stop_ids(self.services)
+            await self._stop_ids(set(self.services).difference(skip))
 
     async def _stop_ids(self, ids: Iterable[str]) -> None:
         running = [
