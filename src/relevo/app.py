@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from contextvars import Token
 from types import TracebackType
 from typing import Any, Self
@@ -15,7 +15,6 @@ from relevo.codecs import CODECS
 from relevo.config.build import Source, load_registry
 from relevo.config.checks import driver_short, merged_options
 from relevo.consumer.consumer import Consumer
-from relevo.consumer.dead_letter import DeadLetterRouter
 from relevo.context import Runtime, current_runtime
 from relevo.drivers.base import Driver
 from relevo.drivers.catalog import DRIVER_KINDS
@@ -23,6 +22,9 @@ from relevo.errors import QueueNotFound, RelevoError
 from relevo.functions.base import Function
 from relevo.functions.catalog import FUNCTION_KINDS
 from relevo.ids import split
+from relevo.middleware.base import Middleware
+from relevo.middleware.dead_letter import DeadLetter
+from relevo.middleware.entries import ENTRY_MIDDLEWARES
 from relevo.queue import Queue
 from relevo.registry import Entry, Registry
 from relevo.supervisor.service import Service, Supervised
@@ -30,21 +32,27 @@ from relevo.supervisor.status import Status
 from relevo.supervisor.supervisor import Supervisor
 
 
-def load(source: Source) -> App:
+def load(source: Source, *, middlewares: Sequence[Middleware] = ()) -> App:
     """Parse and validate an application. Nothing starts until `async with app`.
 
     `source` is a YAML file or folder, or a mapping shaped like one YAML file (its
     `function.python` entries may give `handler` as the callable itself), or a list of
-    such mappings.
+    such mappings. `middlewares`: see `App`.
     """
-    return App(load_registry(source))
+    return App(load_registry(source), middlewares=middlewares)
 
 
 class App:
-    """A loaded application: its entries, their services, and the API to drive them."""
+    """A loaded application: its entries, their services, and the API to drive them.
 
-    def __init__(self, registry: Registry) -> None:
+    `middlewares` wrap every queue's publishes and every consumer's handling and
+    settlement, the first one outermost; entries of kinds that bring a middleware
+    (`middleware/entries.py`) add theirs after these.
+    """
+
+    def __init__(self, registry: Registry, *, middlewares: Sequence[Middleware] = ()) -> None:
         self.registry = registry
+        self.middlewares: list[Middleware] = list(middlewares)
         self.loop: asyncio.AbstractEventLoop | None = None
         self._token: Token[Runtime | None] | None = None
         self._supervisor: Supervisor | None = None  # kept after close, for status()
@@ -259,6 +267,7 @@ class App:
         drivers: dict[str, Driver] = {}
         functions: dict[str, Function] = {}
         services: dict[str, Service] = {}
+        middlewares = self._app_middlewares()
         for entry in self.registry.of_kind("queue.driver."):
             drivers[entry.id] = DRIVER_KINDS[entry.kind].create(entry.settings)
             services[entry.id] = drivers[entry.id]
@@ -269,7 +278,7 @@ class App:
             assert short is not None
             self.queues[entry.id] = Queue(
                 entry.id, settings.queue_name or split(entry.id)[1], drivers[settings.driver],
-                CODECS[settings.codec], merged_options(entry, short),
+                CODECS[settings.codec], merged_options(entry, short), middlewares,
             )
             services[entry.id] = self.queues[entry.id]
         workers = {e.id: 0 for e in self.registry.of_kind("function.")}
@@ -281,7 +290,9 @@ class App:
             functions[entry.id] = function
             services[entry.id] = _FunctionService(function)
         for entry in self.registry.of_kind("queue.consumer"):
-            services[entry.id] = self._consumer(entry, functions[entry.settings.func])
+            services[entry.id] = self._consumer(
+                entry, functions[entry.settings.func], middlewares
+            )
         return {
             entry_id: Supervised(
                 entry_id, service,
@@ -293,15 +304,26 @@ class App:
             for entry_id, service in services.items()
         }
 
-    def _consumer(self, entry: Entry, function: Function) -> Consumer:
+    def _app_middlewares(self) -> list[Middleware]:
+        """The app's own middlewares, then those its entries bring, in declared order."""
+        added = [
+            ENTRY_MIDDLEWARES[entry.kind](entry.id, entry.settings)
+            for entry in self.registry
+            if entry.kind in ENTRY_MIDDLEWARES
+        ]
+        return [*self.middlewares, *added]
+
+    def _consumer(
+        self, entry: Entry, function: Function, app_middlewares: Sequence[Middleware]
+    ) -> Consumer:
         settings = entry.settings
         queue = self.queues[settings.queue]
         queue_entry = self.registry[settings.queue]
+        middlewares = list(app_middlewares)
         dead_letter = queue_entry.settings.dead_letter
-        router = None
         if dead_letter is not None:
-            router = DeadLetterRouter(
-                queue.entry_id, self.queues[dead_letter.queue], dead_letter.max_attempts
+            middlewares.append(
+                DeadLetter(queue.entry_id, self.queues[dead_letter.queue], dead_letter.max_attempts)
             )
         short = driver_short(self.registry.entries, entry)
         return Consumer(
@@ -310,7 +332,7 @@ class App:
             auto_ack=settings.auto_ack,
             options=settings.driver_options.get(short or "", {}),
             stop_timeout_s=entry.head.lifecycle.stop_timeout,
-            dead_letter=router, runtime=self,
+            middlewares=middlewares, runtime=self,
         )
 
 

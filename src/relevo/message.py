@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import logging
 import threading
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
+
+from relevo.durations import parse_duration_s
 
 HeaderValue = str | int | float | bool
 Headers = dict[str, HeaderValue]
@@ -59,16 +64,57 @@ class Settler(Protocol):
     def settle(self, delivery: Delivery, outcome: Outcome, due: float | None = None) -> None: ...
 
 
-NackHook = Callable[["Delivery", str], None]
-"""Called instead of a plain nack (e.g. to dead-letter); owns the settlement from then on."""
+class Disposition(enum.Enum):
+    """What finally became of a delivery, as settlement hooks report it."""
+
+    ACK = "ack"  # handled and removed
+    NACK = "nack"  # failed, back in the queue at once
+    RETRY = "retry"  # failed, back in the queue after a delay
+    DEAD_LETTER = "dead_letter"  # moved to the queue's dead-letter queue
+    REJECT = "reject"  # rejected with no dead-letter queue: dropped
+
+
+@dataclass(slots=True)
+class Failure:
+    """A failed delivery on its way to its disposition; nack hooks may change it."""
+
+    reason: str
+    delay_s: float | None = None  # redeliver no sooner than this, counted from the failure
+    reject: bool = False  # no more attempts: dead-letter it, or drop it
+
+
+class SettleHooks(Protocol):
+    """A consumer's settlement path (its middleware chain), installed on each delivery."""
+
+    observes_ack: bool  # False: an ack goes straight to the driver
+
+    def ack(self, delivery: Delivery) -> None: ...
+
+    def fail(self, delivery: Delivery, failure: Failure) -> None: ...
+
+
+log = logging.getLogger("relevo.consumer")
 
 _SETTLE_LOCK = threading.Lock()
+
+
+def settle_failure(delivery: Delivery, failure: Failure) -> Disposition:
+    """The end of every nack path: drop a reject, redeliver after the delay or at once."""
+    if failure.reject:
+        log.error("rejected %s, dropped (no dead_letter): %s", delivery.id, failure.reason)
+        delivery.settler.settle(delivery, Outcome.ACK)
+        return Disposition.REJECT
+    if failure.delay_s:
+        delivery.settler.settle(delivery, Outcome.NACK, time.time() + failure.delay_s)
+        return Disposition.RETRY
+    delivery.settler.settle(delivery, Outcome.NACK)
+    return Disposition.NACK
 
 
 class Delivery:
     """One delivery of one message to one consumer. What `relevo.message()` returns."""
 
-    __slots__ = ("_settled", "attempts", "body", "headers", "id", "on_nack", "settler", "tag")
+    __slots__ = ("_settled", "attempts", "body", "headers", "hooks", "id", "settler", "tag")
 
     def __init__(
         self,
@@ -85,7 +131,7 @@ class Delivery:
         self.headers: Headers = headers if headers is not None else {}
         self.attempts = attempts  # 1 on the first delivery
         self.tag = tag  # the driver's own handle (record, delivery tag, stream entry ID)
-        self.on_nack: NackHook | None = None
+        self.hooks: SettleHooks | None = None  # set by the consumer when it has middlewares
         self._settled = False
 
     def header(self, key: str, default: Any = None) -> Any:
@@ -99,17 +145,35 @@ class Delivery:
         """Remove the message from its queue. True the first time, False after."""
         if not self.claim():
             return False
-        self._on_loop(self.settler.settle, self, Outcome.ACK)
+        hooks = self.hooks
+        if hooks is not None and hooks.observes_ack:
+            self._on_loop(hooks.ack, self)
+        else:
+            self._on_loop(self.settler.settle, self, Outcome.ACK)
         return True
 
-    def nack(self, reason: str = "nacked by handler") -> bool:
-        """Hand the message back for another attempt (or to its dead-letter queue)."""
+    def nack(self, reason: str | None = None, delay: float | str | None = None) -> bool:
+        """Hand the message back for another attempt, no sooner than `delay` if given.
+
+        `delay` is seconds or a duration string ("30s"); without it the queue's retry
+        policy decides. Past `dead_letter.max_attempts` the message is dead-lettered.
+        """
+        delay_s = None if delay is None else parse_duration_s(delay)
+        return self.fail(Failure(reason or "nacked by handler", delay_s))
+
+    def reject(self, reason: str) -> bool:
+        """No more attempts: to the dead-letter queue at once, or dropped without one."""
+        return self.fail(Failure(reason, reject=True))
+
+    def fail(self, failure: Failure) -> bool:
+        """Settle as failed; the consumer's nack hooks (retry, dead letter) decide the rest."""
         if not self.claim():
             return False
-        if self.on_nack is not None:
-            self._on_loop(self.on_nack, self, reason)
+        hooks = self.hooks
+        if hooks is not None:
+            self._on_loop(hooks.fail, self, failure)
         else:
-            self._on_loop(self.settler.settle, self, Outcome.NACK)
+            self._on_loop(settle_failure, self, failure)
         return True
 
     def release(self) -> bool:
@@ -127,7 +191,7 @@ class Delivery:
             self._settled = True
             return True
 
-    def _on_loop(self, fn: Callable[..., None], *args: Any) -> None:
+    def _on_loop(self, fn: Callable[..., object], *args: Any) -> None:
         settler = self.settler
         if threading.get_ident() == settler.thread_id:
             fn(*args)

@@ -11,6 +11,8 @@ from relevo.codecs import Codec
 from relevo.drivers.base import ConnectionPublisher, Driver, QueueSpec, QueueStats
 from relevo.errors import PublishError
 from relevo.message import RESERVED_PREFIX, Envelope, Headers
+from relevo.middleware.base import Middleware, PublishNext
+from relevo.middleware.chain import compose_publish
 
 
 class _MessageIds:
@@ -63,12 +65,18 @@ class Queue:
         driver: Driver,
         codec: Codec,
         options: Mapping[str, Any],
+        middlewares: Sequence[Middleware] = (),
     ) -> None:
         self.entry_id = entry_id
         self.name = name  # broker-side
         self.driver = driver
         self.codec = codec
         self.spec = QueueSpec(name, dict(options), codec.content_type)
+        self._middlewares = list(middlewares)
+        # the `publish` hooks around the driver, composed once; None when there are none
+        self._publish_chain: PublishNext | None = compose_publish(
+            entry_id, middlewares, self._store
+        )
 
     async def start(self) -> None:
         await self.driver.declare(self.spec)
@@ -81,10 +89,10 @@ class Queue:
     ) -> str:
         message_id = message_ids.next()
         envelopes = (Envelope(message_id, self._encode(data), check_headers(headers)),)
-        if connection is None:
+        if self._publish_chain is None and connection is None:
             await self.driver.publish(self.name, envelopes)
         else:
-            await self._publish_in(connection, envelopes)
+            await self._through_hooks(envelopes, None, connection)
         return message_id
 
     async def publish_batch(
@@ -97,25 +105,43 @@ class Queue:
         envelopes = [
             Envelope(next_id(), encode(item), dict(checked) if checked else None) for item in items
         ]
-        if connection is None:
+        if self._publish_chain is None and connection is None:
             await self.driver.publish(self.name, envelopes)
         else:
-            await self._publish_in(connection, envelopes)
+            await self._through_hooks(envelopes, None, connection)
         return [envelope.id for envelope in envelopes]
 
-    async def _publish_in(self, connection: Any, envelopes: Sequence[Envelope]) -> None:
-        """A transactional publish, through the caller's own database connection."""
+    async def _through_hooks(
+        self, envelopes: Sequence[Envelope], due: float | None, connection: Any
+    ) -> None:
+        """Publish through the `publish` hooks, or in the caller's transaction, or both."""
+        if connection is None:
+            assert self._publish_chain is not None
+            await self._publish_chain(envelopes, due)
+            return
         driver = self.driver
         if not isinstance(driver, ConnectionPublisher):
             raise PublishError(
                 f"{self.entry_id}: connection= publishes inside a database transaction, "
                 "which only queue.driver.postgres can do"
             )
-        await driver.publish_in(connection, self.name, envelopes)
+
+        async def store(envelopes: Sequence[Envelope], due: float | None) -> None:
+            await driver.publish_in(connection, self.name, envelopes, due)
+
+        chain = compose_publish(self.entry_id, self._middlewares, store)  # a rare path
+        await (chain or store)(envelopes, due)
 
     async def forward(self, envelopes: Sequence[Envelope]) -> None:
         """Publish envelopes as they are (the runtime's own moves, e.g. dead letters)."""
         await self.driver.publish(self.name, envelopes)
+
+    async def _store(self, envelopes: Sequence[Envelope], due: float | None) -> None:
+        """The innermost step of the `publish` hooks: hand the envelopes to the driver."""
+        if due is None:
+            await self.driver.publish(self.name, envelopes)
+        else:
+            await self.driver.publish(self.name, envelopes, due)
 
     async def stats(self) -> QueueStats:
         return await self.driver.info(self.name)

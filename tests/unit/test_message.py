@@ -6,7 +6,7 @@ import asyncio
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from relevo.message import Delivery, Outcome
+from relevo.message import Delivery, Failure, Outcome
 from tests.waiting import wait_until
 
 
@@ -17,7 +17,7 @@ class RecordingSettler:
         self.outcomes: list[Outcome] = []
         self.threads: list[int] = []
 
-    def settle(self, delivery: Delivery, outcome: Outcome) -> None:
+    def settle(self, delivery: Delivery, outcome: Outcome, due: float | None = None) -> None:
         self.outcomes.append(outcome)
         self.threads.append(threading.get_ident())
 
@@ -47,11 +47,25 @@ async def test_racing_threads_settle_exactly_once_on_the_loop_thread() -> None:
     assert set(settler.threads) == {threading.get_ident()}
 
 
-async def test_a_nack_hook_replaces_the_plain_nack() -> None:
+class RecordingHooks:
+    observes_ack = False
+
+    def __init__(self) -> None:
+        self.failures: list[tuple[str, Failure]] = []
+
+    def ack(self, delivery: Delivery) -> None:
+        raise AssertionError("an ack must go straight to the driver when no hook observes it")
+
+    def fail(self, delivery: Delivery, failure: Failure) -> None:
+        self.failures.append((delivery.id, failure))
+
+
+async def test_settle_hooks_replace_the_plain_nack_and_leave_the_ack_alone() -> None:
     settler = RecordingSettler()
-    delivery = Delivery(settler, "m1", b"", None, 3)
-    seen: list[tuple[str, str]] = []
-    delivery.on_nack = lambda d, reason: seen.append((d.id, reason))
-    assert delivery.nack("boom") is True
-    assert seen == [("m1", "boom")]
-    assert settler.outcomes == []
+    hooks = RecordingHooks()
+    failing, acked = Delivery(settler, "m1", b"", None, 3), Delivery(settler, "m2", b"", None, 1)
+    failing.hooks = acked.hooks = hooks
+    assert failing.nack("boom", delay="2s") is True
+    assert acked.ack() is True
+    assert hooks.failures == [("m1", Failure("boom", 2.0))]
+    assert settler.outcomes == [Outcome.ACK]

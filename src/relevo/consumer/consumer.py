@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from relevo.consumer.dead_letter import DeadLetterRouter
 from relevo.consumer.failures import log_failure
 from relevo.consumer.pool import WorkerPool
 from relevo.context import Runtime
@@ -15,6 +14,9 @@ from relevo.drivers.base import Subscription
 from relevo.errors import StopTimeout
 from relevo.functions.base import Function
 from relevo.message import Delivery, Unreadable
+from relevo.middleware.base import ConsumerScope, Middleware
+from relevo.middleware.chain import ConsumerChain
+from relevo.middleware.dead_letter import DeadLetter
 from relevo.queue import Queue
 
 log = logging.getLogger("relevo.consumer")
@@ -32,7 +34,7 @@ class Consumer:
         auto_ack: bool,
         options: Mapping[str, Any],
         stop_timeout_s: float,
-        dead_letter: DeadLetterRouter | None,
+        middlewares: Sequence[Middleware],
         runtime: Runtime | None,
     ) -> None:
         self.entry_id = entry_id
@@ -43,7 +45,8 @@ class Consumer:
         self.auto_ack = auto_ack
         self.options = dict(options)
         self.stop_timeout_s = stop_timeout_s
-        self.dead_letter = dead_letter
+        self.middlewares = list(middlewares)  # outermost first; dead letter and retry last
+        self._chain: ConsumerChain | None = None
         self.runtime = runtime
         self._pool: WorkerPool | None = None
         self._subscription: Subscription | None = None
@@ -51,21 +54,24 @@ class Consumer:
 
     async def start(self) -> None:
         self._stopping = False
+        handler = self.function.handler
+        scope = ConsumerScope(self.entry_id, self.queue.entry_id)
+        chain = self._chain = ConsumerChain.build(scope, self.middlewares, handler)
         pool = WorkerPool(
-            self.entry_id, self.queue.entry_id, self.function.handler, self.queue.codec.decode,
-            self.concurrency, self.auto_ack, self.runtime,
+            self.entry_id, self.queue.entry_id, handler,
+            chain.handle if chain is not None else None,
+            self.queue.codec.decode, self.concurrency, self.auto_ack, self.runtime,
         )
         pool.start()
         self._pool = pool
         put = pool.buffer.put
-        router = self.dead_letter
 
         def sink(delivery: Delivery) -> None:
             if self._stopping:  # pushed while the driver was cancelling: give it straight back
                 delivery.release()
                 return
-            if router is not None:
-                delivery.on_nack = router
+            if chain is not None:
+                delivery.hooks = chain
             put(delivery)
 
         sink.unreadable = self._unreadable  # type: ignore[attr-defined]
@@ -83,11 +89,11 @@ class Consumer:
 
     @property
     def idle(self) -> bool:
-        """Nothing buffered, no handler running, no dead-letter move under way."""
+        """Nothing buffered, no handler running, no middleware work (dead-letter move) under way."""
         if self._pool is None:
             return True
-        moving = self.dead_letter is not None and bool(self.dead_letter.moving)
-        return self._pool.idle and not moving
+        busy = self._chain is not None and self._chain.busy()
+        return self._pool.idle and not busy
 
     def _unreadable(self, delivery: Unreadable) -> None:
         """An entry the driver cannot read: nacked without a handler, like a failure.
@@ -100,8 +106,8 @@ class Consumer:
             delivery.release()
             return
         log_failure(self.entry_id, self.queue.entry_id, delivery, delivery.reason)
-        if self.dead_letter is not None:
-            delivery.on_nack = self.dead_letter
+        if self._chain is not None and any(isinstance(m, DeadLetter) for m in self.middlewares):
+            delivery.hooks = self._chain
             delivery.nack(delivery.reason)
             return
         log.error(
@@ -135,8 +141,8 @@ class Consumer:
         for delivery in pool.take_buffered():
             delivery.release()
         finished = await pool.stop(self.stop_timeout_s)
-        if self.dead_letter is not None:
-            await self.dead_letter.wait()
+        if self._chain is not None:
+            await self._chain.drain()
         if subscription is not None:
             await subscription.close()
         self._pool = self._subscription = None

@@ -20,6 +20,9 @@ from relevo.context import Runtime, current_delivery, current_runtime
 from relevo.functions.base import Handler
 from relevo.message import Delivery
 
+WrappedHandler = Callable[[Delivery, Any], Any]
+"""The handler inside the consumer's `handle` middlewares (composed once, awaitable)."""
+
 log = logging.getLogger("relevo.consumer")
 
 
@@ -67,6 +70,7 @@ class WorkerPool:
         label: str,
         queue_id: str,
         handler: Handler,
+        wrapped: WrappedHandler | None,
         decode: Callable[[bytes], Any],
         concurrency: int,
         auto_ack: bool,
@@ -75,6 +79,7 @@ class WorkerPool:
         self.label = label
         self.queue_id = queue_id
         self.handler = handler
+        self.wrapped = wrapped  # None: no middleware wraps handling, call the handler bare
         self.decode = decode
         self.concurrency = concurrency
         self.auto_ack = auto_ack
@@ -129,6 +134,7 @@ class WorkerPool:
         if self.runtime is not None:
             current_runtime.set(self.runtime)
         get, handler, decode, auto_ack = self.buffer.get, self.handler, self.decode, self.auto_ack
+        wrapped = self.wrapped
         set_delivery = current_delivery.set
         handled = 0
         while True:
@@ -146,7 +152,7 @@ class WorkerPool:
                 delivery.nack(reason)
                 continue
             try:
-                result = handler(payload)
+                result = handler(payload) if wrapped is None else wrapped(delivery, payload)
                 if type(result) is CoroutineType:
                     result = await result
             except Exception as exc:

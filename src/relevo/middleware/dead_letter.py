@@ -1,4 +1,4 @@
-"""Moving a message that failed `max_attempts` times to its dead-letter queue.
+"""Dead-lettering: a message rejected, or failed `max_attempts` times, moves to another queue.
 
 The move publishes a copy first and acks the original only once the copy is stored,
 so a crash in between duplicates the message rather than losing it.
@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Protocol
 
-from relevo.message import Delivery, Envelope, Outcome
+from relevo.message import Delivery, Disposition, Envelope, Failure, Outcome
+from relevo.middleware.base import ConsumerScope, Middleware, NackNext, Settlement
 
 log = logging.getLogger("relevo.dead_letter")
 
@@ -19,11 +21,11 @@ log = logging.getLogger("relevo.dead_letter")
 class DeadLetterTarget(Protocol):
     entry_id: str
 
-    async def forward(self, envelopes: list[Envelope]) -> None: ...
+    async def forward(self, envelopes: Sequence[Envelope]) -> None: ...
 
 
-class DeadLetterRouter:
-    """A Delivery nack hook: redeliver, or past `max_attempts` dead-letter."""
+class DeadLetter(Middleware):
+    """The `dead_letter` of a queue: takes over failures past `max_attempts` and rejects."""
 
     def __init__(self, source_id: str, target: DeadLetterTarget, max_attempts: int) -> None:
         self.source_id = source_id
@@ -31,24 +33,33 @@ class DeadLetterRouter:
         self.max_attempts = max_attempts
         self.moving: set[asyncio.Task[None]] = set()
 
-    def __call__(self, delivery: Delivery, reason: str) -> None:
-        if delivery.attempts < self.max_attempts:
-            delivery.settler.settle(delivery, Outcome.NACK)
+    def nack(
+        self, scope: ConsumerScope, delivery: Delivery, failure: Failure, call_next: NackNext
+    ) -> None:
+        if not failure.reject and delivery.attempts < self.max_attempts:
+            call_next(delivery, failure)
             return
-        task = asyncio.get_running_loop().create_task(self._move(delivery, reason))
+        task = asyncio.get_running_loop().create_task(
+            self._move(scope, delivery, failure, call_next)
+        )
         self.moving.add(task)
         task.add_done_callback(self.moving.discard)
 
-    async def wait(self) -> None:
+    async def drain(self) -> None:
         """Let moves under way finish (a stopping consumer must not cut one in half)."""
         if self.moving:
             await asyncio.gather(*self.moving, return_exceptions=True)
 
-    async def _move(self, delivery: Delivery, reason: str) -> None:
+    def busy(self) -> bool:
+        return bool(self.moving)
+
+    async def _move(
+        self, scope: ConsumerScope, delivery: Delivery, failure: Failure, call_next: NackNext
+    ) -> None:
         headers = dict(delivery.headers)
         headers.update(
             x_original_queue=self.source_id,
-            x_dead_letter_reason=reason,
+            x_dead_letter_reason=failure.reason,
             x_dead_letter_time=datetime.now(UTC).isoformat(timespec="milliseconds"),
             attempts=delivery.attempts,
         )
@@ -61,10 +72,12 @@ class DeadLetterRouter:
                 "could not dead-letter %s from %s to %s; it will be redelivered",
                 delivery.id, self.source_id, self.target.entry_id,
             )
-            delivery.settler.settle(delivery, Outcome.NACK)
+            failure.reject = False  # never dropped for want of a dead-letter queue
+            call_next(delivery, failure)
             return
         log.warning(
             "dead-lettered %s from %s to %s after %d attempts: %s",
-            delivery.id, self.source_id, self.target.entry_id, delivery.attempts, reason,
+            delivery.id, self.source_id, self.target.entry_id, delivery.attempts, failure.reason,
         )
         delivery.settler.settle(delivery, Outcome.ACK)
+        scope.report(delivery, Settlement(Disposition.DEAD_LETTER, failure.reason))
