@@ -1,9 +1,11 @@
-"""A worker process for the SIGKILL test: takes deliveries, never settles them, waits to die.
+"""A worker process for the SIGKILL tests: takes deliveries, never acks them, waits to die.
 
-    python -m tests.drivers.amqp_worker URL QUEUE COUNT
+    python -m tests.drivers.amqp_worker URL QUEUE COUNT [DUE]
 
 Once it holds COUNT unsettled deliveries it prints one line, `holding <attempts,...>`,
-and sleeps until the test kills it with SIGKILL.
+and sleeps until the test kills it with SIGKILL. With DUE (epoch seconds) it nacks each
+of them for a retry at DUE instead, waits until the broker stored every retry and saw
+every original acked, prints `retried <ids,...>` and sleeps until killed.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ import sys
 
 from relevo.drivers.amqp.driver import AmqpDriver
 from relevo.drivers.amqp.settings import AmqpSettings
-from relevo.message import Delivery
+from relevo.message import Delivery, Outcome
+from tests.waiting import wait_until
 
 
-async def hold(url: str, queue: str, count: int) -> None:
+async def hold(url: str, queue: str, count: int, due: float | None) -> None:
     driver = AmqpDriver(AmqpSettings(url=url))
     await driver.start()
     held: list[Delivery] = []
@@ -27,11 +30,21 @@ async def hold(url: str, queue: str, count: int) -> None:
         if len(held) >= count:
             full.set()
 
-    await driver.attach(queue, sink, count, {})
+    sub = await driver.attach(queue, sink, count, {})
     await full.wait()
-    print("holding " + ",".join(str(d.attempts) for d in held), flush=True)
+    if due is None:
+        print("holding " + ",".join(str(d.attempts) for d in held), flush=True)
+    else:
+        for delivery in held:
+            delivery.claim()
+            sub.settle(delivery, Outcome.NACK, due)
+        # Each retry confirmed by the broker, then its original acked.
+        await wait_until(lambda: sub.in_flight == 0, 20, "the retries to be stored")
+        print("retried " + ",".join(d.id for d in held), flush=True)
     await asyncio.Event().wait()  # until SIGKILL
 
 
 if __name__ == "__main__":
-    asyncio.run(hold(sys.argv[1], sys.argv[2], int(sys.argv[3])))
+    arguments = sys.argv[1:]
+    asyncio.run(hold(arguments[0], arguments[1], int(arguments[2]),
+                     float(arguments[3]) if len(arguments) > 3 else None))

@@ -12,6 +12,7 @@ import shutil
 import ssl
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
@@ -21,13 +22,15 @@ import aiormq
 import pytest
 
 import relevo
+from relevo.drivers.amqp import delays
 from relevo.drivers.amqp.connection import connection_url
 from relevo.drivers.amqp.driver import AmqpDriver
 from relevo.drivers.amqp.settings import AmqpSettings
 from relevo.drivers.base import QueueSpec
 from relevo.drivers.settings import TlsSettings
 from relevo.drivers.tls import ssl_context
-from relevo.errors import ConfigError, DriverUnavailable, QueueFull, QueueNotFound
+from relevo.errors import ConfigError, DriverUnavailable, PublishError, QueueFull, QueueNotFound
+from relevo.message import Delivery, Outcome
 from tests.appfiles import write_app
 from tests.conftest import require_service
 from tests.drivers.conformance import Collector, DriverConformance, envelope
@@ -55,8 +58,24 @@ class QueueJanitor:
             channel = await connection.channel()
             for name in self.names:
                 await channel.queue_delete(name)
+                channel = await self._delete_ladder(connection, channel, name)
         finally:
             await connection.close()
+
+    @staticmethod
+    async def _delete_ladder(
+        connection: aiormq.abc.AbstractConnection, channel: aiormq.abc.AbstractChannel, queue: str
+    ) -> aiormq.abc.AbstractChannel:
+        """Delete the delay ladder's levels, from 0 up to the first one missing (its 404)."""
+        for level in range(delays.LEVELS):
+            name = delays.level_name(queue, level)
+            try:
+                await channel.queue_declare(name, passive=True)
+            except aiormq.exceptions.ChannelNotFoundEntity:
+                return await connection.channel()
+            await channel.queue_delete(name)
+            await channel.exchange_delete(name)
+        return channel
 
 
 @pytest.fixture
@@ -783,3 +802,150 @@ async def test_an_app_on_rabbitmq_retries_then_dead_letters_and_stops_giving_bac
 
 async def _count_is(app: relevo.App, queue: str, count: int) -> bool:
     return (await app.info(queue))["message_count"] == count
+
+
+# -- delayed messages -----------------------------------------------------------------
+
+
+class Arrivals:
+    """A sink that records each delivery with its arrival time (epoch seconds)."""
+
+    def __init__(self, ack: bool = True) -> None:
+        self.got: list[tuple[Delivery, float]] = []
+        self.ack = ack
+
+    def __call__(self, delivery: Delivery) -> None:
+        self.got.append((delivery, time.time()))
+        if self.ack:
+            delivery.ack()
+
+    async def wait_for(self, count: int, timeout_s: float = 15.0) -> None:
+        await wait_until(lambda: len(self.got) >= count, timeout_s, f"{count} deliveries")
+
+
+async def test_a_delayed_publish_waits_in_the_broker_and_arrives_whole_and_never_early(
+    make_driver: Callable[..., Awaitable[AmqpDriver]],
+) -> None:
+    driver = await make_driver()
+    queue = unique("delay")
+    await driver.declare(QueueSpec(queue, {"durable": False}))
+    sent = [envelope(i, ratio=0.1, count=7, flag=True, correlation_id=f"c-{i}") for i in range(3)]
+    due = time.time() + 1.5
+    await driver.publish(queue, sent, due)
+
+    stats = await driver.info(queue)
+    assert (stats.ready, stats.delayed) == (0, 3), "waiting in the broker, not ready"
+    sink = Arrivals()
+    await driver.attach(queue, sink, 10, {})
+    await sink.wait_for(3)
+
+    for (delivery, arrived), original in zip(sink.got, sent, strict=True):
+        assert arrived >= due, f"delivered {due - arrived:.3f}s early"
+        assert (delivery.id, delivery.body, delivery.attempts) == (original.id, original.body, 1)
+        assert delivery.headers == original.headers, "no x-death, types kept"
+        assert type(delivery.headers["ratio"]) is float
+        assert type(delivery.headers["flag"]) is bool
+    await wait_counts(driver, queue, message_count=0, delayed=0)
+
+
+async def test_a_due_time_in_the_past_makes_the_message_ready_at_once(
+    make_driver: Callable[..., Awaitable[AmqpDriver]],
+) -> None:
+    driver = await make_driver()
+    queue = unique("delay-past")
+    await driver.declare(QueueSpec(queue, {"durable": False}))
+    await driver.publish(queue, [envelope(1)], time.time() - 60)
+    await wait_counts(driver, queue, ready=1, delayed=0)
+
+
+async def test_a_delayed_retry_is_stored_before_its_original_leaves_and_comes_back_after_its_time(
+    make_driver: Callable[..., Awaitable[AmqpDriver]],
+) -> None:
+    """Regression: RabbitMQ drops, without a word, a message that dead-letters into a
+    queue already named in its `x-death` header with no rejection in between. A retry
+    copied with the headers of its delivery carried the `x-death` of the delay before
+    it, so the second delayed retry through the same wait queue vanished."""
+    driver = await make_driver()
+    queue = unique("delay-retry")
+    await driver.declare(QueueSpec(queue, {"durable": False}))
+    original = envelope(1, ratio=0.25)
+    await driver.publish(queue, [original], time.time() + 0.3)
+    sink = Arrivals(ack=False)
+    sub = await driver.attach(queue, sink, 10, {})
+    for attempt in range(1, 4):
+        await sink.wait_for(attempt)
+        delivery, _ = sink.got[-1]
+        assert (delivery.id, delivery.attempts) == (original.id, attempt)
+        assert delivery.headers == original.headers
+        due = time.time() + 0.6  # the same delay each time: the same wait queues
+        delivery.claim()
+        sub.settle(delivery, Outcome.NACK, due)
+        await wait_counts(driver, queue, message_count=0, delayed=1)
+        await sink.wait_for(attempt + 1)
+        assert sink.got[-1][1] >= due, "a retry came back before its time"
+    sink.got[-1][0].ack()
+    await wait_counts(driver, queue, message_count=0, delayed=0)
+
+
+async def test_a_delay_of_hours_waits_in_the_high_levels_of_the_ladder(
+    make_driver: Callable[..., Awaitable[AmqpDriver]],
+) -> None:
+    driver = await make_driver()
+    queue = unique("delay-hours")
+    await driver.declare(QueueSpec(queue, {"durable": False}))
+    await driver.publish(queue, [envelope(1)], time.time() + 3 * 3600)
+    await wait_counts(driver, queue, ready=0, delayed=1)
+    top = delays.units_for(3 * 3600).bit_length() - 1  # 216,000 units: bit 17
+    connection = await aiormq.connect(URL)
+    try:
+        channel = await connection.channel()
+        ok = await channel.queue_declare(delays.level_name(queue, top), passive=True)
+        assert ok.message_count == 1
+    finally:
+        await connection.close()
+    with pytest.raises(PublishError, match="longer than"):
+        await driver.publish(queue, [envelope(2)], time.time() + delays.MAX_DELAY_S + 60)
+
+
+async def test_a_sigkilled_worker_loses_no_waiting_delay_or_retry_and_none_comes_early(
+    make_driver: Callable[..., Awaitable[AmqpDriver]],
+) -> None:
+    driver = await make_driver()
+    queue = unique("delay-kill")
+    await driver.declare(QueueSpec(queue, {"durable": False}))
+    failing = [envelope(f"fail-{i}") for i in range(10)]
+    await driver.publish(queue, failing)
+    waiting = [envelope(f"wait-{i}") for i in range(10)]
+    wait_due = time.time() + 2.0
+    await driver.publish(queue, waiting, wait_due)
+    retry_due = time.time() + 2.5
+
+    retried = await run_retrying_worker_until_killed(queue, len(failing), retry_due)
+    assert sorted(retried) == sorted(e.id for e in failing)
+
+    sink = Arrivals()
+    await driver.attach(queue, sink, 50, {})
+    await sink.wait_for(20, timeout_s=20)
+    due_of = {e.id: wait_due for e in waiting} | {e.id: retry_due for e in failing}
+    assert sorted(d.id for d, _ in sink.got) == sorted(due_of), "each exactly once"
+    for delivery, arrived in sink.got:
+        assert arrived >= due_of[delivery.id], f"{delivery.id} came early"
+        assert delivery.attempts == (2 if delivery.id in retried else 1)
+    await wait_counts(driver, queue, message_count=0, delayed=0)
+
+
+async def run_retrying_worker_until_killed(queue: str, count: int, due: float) -> list[str]:
+    """Start a worker process that nacks `count` deliveries for a retry at `due`; SIGKILL it
+    once the retries are stored and the originals acked."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.drivers.amqp_worker", URL, queue, str(count), repr(due),
+        stdout=asyncio.subprocess.PIPE, cwd=Path(__file__).parents[2],
+    )
+    assert process.stdout is not None
+    try:
+        line = await asyncio.wait_for(process.stdout.readline(), 20)
+    finally:
+        process.kill()
+        await process.wait()
+    assert line.startswith(b"retried "), line
+    return line.split()[1].decode().split(",")

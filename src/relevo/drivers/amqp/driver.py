@@ -7,6 +7,7 @@ else. The pieces, one concept each:
     connection.py    the connection and its reconnect loop (AmqpLink)
     publisher.py     confirmed, mandatory, persistent publishing on a shared channel
     subscription.py  one consumer: qos, consume, batched acks, attempts via republish
+    delays.py        delayed messages: a ladder of wait queues per queue, in the broker
     queues.py        queue options as AMQP arguments; declare conflicts as ConfigError
     headers.py       envelope headers <-> AMQP properties and header table
     tls.py           the SSL context from `tls:`
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +26,7 @@ import aiormq
 
 from relevo.drivers.amqp.browse import Browser
 from relevo.drivers.amqp.connection import CONNECT_ERRORS, AmqpLink, log
+from relevo.drivers.amqp.delays import Ladders
 from relevo.drivers.amqp.headers import properties_for
 from relevo.drivers.amqp.publisher import Publisher
 from relevo.drivers.amqp.queues import conflict_error, declare_arguments, queue_options
@@ -40,7 +43,8 @@ class AmqpDriver:
     """`queue.driver.amqp`."""
 
     capabilities = Capabilities(
-        durable=True, exact_in_flight=False, nack_to_tail=True, quiet_peek=False
+        durable=True, exact_in_flight=False, nack_to_tail=True, quiet_peek=False,
+        delays=True,
     )
 
     def __init__(self, settings: AmqpSettings | None = None) -> None:
@@ -48,6 +52,7 @@ class AmqpDriver:
         self._link = AmqpLink(self.settings, self._connection_lost, self._connection_restored)
         self._publisher = Publisher(self._link)
         self._browser = Browser(self._link, self.settings.connection_timeout)
+        self._ladders = Ladders(self._control_channel, self._publisher)
         self._control: aiormq.Channel | None = None
         self._control_lock = asyncio.Lock()
         self._declared: dict[str, dict[str, Any]] = {}  # re-declared after a reconnect
@@ -86,6 +91,7 @@ class AmqpDriver:
         for name, arguments in self._declared.items():
             try:
                 await channel.queue_declare(name, **arguments)
+                await self._ladders.rebind(channel, name)
             except aiormq.exceptions.ChannelClosed as exc:
                 log.error("AMQP queue %r cannot be declared again: %s", name, exc)
                 channel = await self._link.restoring_channel()
@@ -102,6 +108,7 @@ class AmqpDriver:
         try:
             async with asyncio.timeout(self.settings.connection_timeout):
                 await channel.queue_declare(name, **arguments)
+                await self._ladders.rebind(channel, name)
         except aiormq.exceptions.ChannelPreconditionFailed as exc:
             self._control = None
             raise conflict_error(name, _reply_text(exc)) from None
@@ -114,7 +121,22 @@ class AmqpDriver:
     async def info(self, queue: str) -> QueueStats:
         ok = await self._passive_declare(queue)
         in_flight = sum(sub.in_flight for sub in self._subscriptions if sub.queue == queue)
-        return QueueStats(ok.message_count or 0, in_flight, ok.consumer_count or 0)
+        delayed = await self._delayed(queue)
+        return QueueStats(ok.message_count or 0, in_flight, ok.consumer_count or 0, delayed)
+
+    async def _delayed(self, queue: str) -> int:
+        """Messages in the queue's ladder, probed on a channel of its own (it ends in a 404)."""
+        deadline = asyncio.get_running_loop().time() + self.settings.connection_timeout
+        try:
+            channel = await self._link.channel(deadline, confirms=False)
+            async with asyncio.timeout_at(deadline):
+                count = await self._ladders.count(channel, queue)
+        except (TimeoutError, *CONNECT_ERRORS) as exc:
+            raise DriverUnavailable(f"cannot count delayed messages of {queue!r}: {exc}") from exc
+        if not channel.is_closed:
+            with contextlib.suppress(*CONNECT_ERRORS):
+                await channel.close()
+        return count
 
     async def _passive_declare(self, queue: str) -> aiormq.spec.Queue.DeclareOk:
         channel = await self._control_channel()
@@ -159,7 +181,9 @@ class AmqpDriver:
 
     # -- messages -----------------------------------------------------------------
 
-    async def publish(self, queue: str, envelopes: Sequence[Envelope]) -> None:
+    async def publish(
+        self, queue: str, envelopes: Sequence[Envelope], due: float | None = None
+    ) -> None:
         if queue not in self._known:
             await self._passive_declare(queue)
         now = datetime.now(UTC)
@@ -168,6 +192,9 @@ class AmqpDriver:
         except (TypeError, ValueError) as exc:
             raise PublishError(f"cannot encode a message for AMQP queue {queue!r}: {exc}") from exc
         deadline = asyncio.get_running_loop().time() + self.settings.publish_timeout
+        if due is not None and due > time.time():
+            await self._ladders.publish(queue, messages, due - time.time(), deadline)
+            return
         await self._publisher.publish(queue, messages, deadline)
 
     async def attach(
@@ -186,6 +213,7 @@ class AmqpDriver:
             self.settings.publish_timeout,
             self._forget,
             self._redeclare,
+            self._ladders,
         )
         deadline = asyncio.get_running_loop().time() + self.settings.connection_timeout
         await sub.start(deadline)

@@ -30,6 +30,10 @@ NEUTRAL_PROPERTIES: dict[str, str] = {
 }
 """Neutral header -> AMQP property; `traceparent` has no property and rides in the table."""
 
+DEATH_HEADER = "x-death"
+_DEATH_PREFIXES = ("x-first-death-", "x-last-death-")
+"""What RabbitMQ adds when it dead-letters (the delay ladder does): never shown, never copied."""
+
 _PROPERTY_PAIRS = tuple((prop, header) for header, prop in NEUTRAL_PROPERTIES.items())
 _SCALARS = frozenset({str, int, float, bool})
 _SHORTSTR_MAX = 255
@@ -106,11 +110,25 @@ def with_attempts(props: Basic.Properties, attempts: int) -> Properties:
     copy = Properties()
     for name in Basic.Properties.__slots__:
         setattr(copy, name, getattr(props, name))
-    table = dict(props.headers) if props.headers else {}
+    table = _without_deaths(props.headers) if props.headers else {}
     table[ATTEMPTS_HEADER] = attempts
     copy.headers = table
     copy.delivery_mode = props.delivery_mode or PERSISTENT
     return copy
+
+
+def _without_deaths(table: dict[str, Any]) -> dict[str, Any]:
+    """A copy of `table` without RabbitMQ's dead-letter history.
+
+    A copy that waits in the delay ladder again must not carry it: RabbitMQ drops a
+    message that reaches a queue already in its `x-death` with no rejection since
+    (cycle detection), and a retry waits in the same levels as the delay before it.
+    """
+    if DEATH_HEADER not in table:
+        return dict(table)
+    return {
+        k: v for k, v in table.items() if k != DEATH_HEADER and not k.startswith(_DEATH_PREFIXES)
+    }
 
 
 def read_headers(props: Basic.Properties) -> tuple[Headers, int]:
@@ -119,13 +137,18 @@ def read_headers(props: Basic.Properties) -> tuple[Headers, int]:
     The table pamqp decoded is fresh for each message, so it is reused, not copied.
     Entries that are not str/int/float/bool (the broker's own `x-death` lists, byte
     arrays from foreign publishers) are left out: handlers only ever see flat scalars.
+    A message that waited in the delay ladder has an `x-death` list, so the same slow
+    path drops the `x-first-death-*` strings that come with it.
     """
     table = props.headers
     if table:
         attempts = table.pop(ATTEMPTS_HEADER, 0)
         for value in table.values():
             if type(value) not in _SCALARS:
-                table = {k: v for k, v in table.items() if type(v) in _SCALARS}
+                table = {
+                    k: v for k, v in table.items()
+                    if type(v) in _SCALARS and not k.startswith(_DEATH_PREFIXES)
+                }
                 break
         headers: Headers = table  # type: ignore[assignment]
     else:

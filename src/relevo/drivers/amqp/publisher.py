@@ -58,12 +58,16 @@ class Publisher:
         messages: Sequence[tuple[Basic.Properties, bytes]],
         deadline: float,
         still_wanted: Callable[[], bool] | None = None,
+        via: tuple[str, str] | None = None,
     ) -> None:
         """Publish `messages` to `queue` in order; return once the broker confirmed each.
 
         `still_wanted` is asked before each retry; once it says no, the publish gives up
         quietly (a nack's copy whose original the broker is redelivering anyway).
+        `via` (exchange, routing key) replaces the default exchange's route to `queue`
+        (a delay ladder's exchange); `queue` then only names the queue in errors.
         """
+        exchange, key = via if via is not None else ("", queue)
         todo = list(messages)
         refused = False
         try:
@@ -77,10 +81,11 @@ class Publisher:
                         await asyncio.sleep(_LOST_RETRY_S)
                         continue
                     if len(todo) == 1:
-                        results = [await self._one(channel, queue, *todo[0])]
+                        results = [await self._one(channel, exchange, key, *todo[0])]
                     else:
                         results = await asyncio.gather(
-                            *(self._one(channel, queue, props, body) for props, body in todo)
+                            *(self._one(channel, exchange, key, props, body)
+                              for props, body in todo)
                         )
                     retry = []
                     for item, result in zip(todo, results, strict=True):
@@ -107,11 +112,12 @@ class Publisher:
 
     @staticmethod
     async def _one(
-        channel: aiormq.Channel, queue: str, props: Basic.Properties, body: bytes
+        channel: aiormq.Channel, exchange: str, key: str, props: Basic.Properties, body: bytes
     ) -> int:
         try:
             await channel.basic_publish(
-                body, routing_key=queue, properties=props, mandatory=True, wait=False
+                body, exchange=exchange, routing_key=key, properties=props, mandatory=True,
+                wait=False,
             )
         except aiormq.exceptions.PublishError:
             return _RETURNED

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
@@ -28,6 +29,7 @@ import aiormq
 import aiormq.abc
 
 from relevo.drivers.amqp.connection import CONNECT_ERRORS, AmqpLink
+from relevo.drivers.amqp.delays import Ladders
 from relevo.drivers.amqp.headers import assign_message_id, read_headers, with_attempts
 from relevo.drivers.amqp.publisher import Publisher
 from relevo.drivers.amqp.settings import AmqpConsumerOptions
@@ -56,6 +58,7 @@ class AmqpSubscription:
         publish_timeout_s: float,
         on_closed: Callable[[AmqpSubscription], None],
         redeclare: Callable[[str], Awaitable[None]],
+        ladders: Ladders,
     ) -> None:
         self.loop = asyncio.get_running_loop()
         self.thread_id = threading.get_ident()
@@ -68,6 +71,7 @@ class AmqpSubscription:
         self._publish_timeout_s = publish_timeout_s
         self._on_closed = on_closed
         self._redeclare = redeclare
+        self._ladders = ladders
         self._channel: aiormq.Channel | None = None
         self._consumer_tag: str | None = None
         # Per channel: tags in delivery order until acked at the broker; the unsettled
@@ -241,15 +245,16 @@ class AmqpSubscription:
         else:
             self._open[tag] = None
             attempts = delivery.attempts if outcome is Outcome.NACK else delivery.attempts - 1
-            self._move(message, attempts, None)
+            self._move(message, attempts, None, due if outcome is Outcome.NACK else None)
 
     def _move(
         self,
         message: aiormq.abc.DeliveredMessage,
         attempts: int,
         fallback: tuple[Headers, int] | None,
+        due: float | None = None,
     ) -> None:
-        task = self._task(self._republish(message, attempts, fallback),
+        task = self._task(self._republish(message, attempts, fallback, due),
                           f"relevo-amqp-move:{self.queue}")
         self._moves.add(task)
         task.add_done_callback(self._moves.discard)
@@ -259,18 +264,26 @@ class AmqpSubscription:
         message: aiormq.abc.DeliveredMessage,
         attempts: int,
         fallback: tuple[Headers, int] | None,
+        due: float | None,
     ) -> None:
-        """Publish a copy with `attempts`, then ack the original; if that fails, hand it back."""
+        """Publish a copy with `attempts`, then ack the original; if that fails, hand it back.
+
+        With a future `due` the copy goes to the queue's delay ladder instead of its tail.
+        """
         channel = message.channel
         tag = _tag(message)
-        props = with_attempts(message.header.properties, attempts)
+        copy = [(with_attempts(message.header.properties, attempts), message.body)]
+        deadline = self.loop.time() + self._publish_timeout_s
+
+        def still_wanted() -> bool:
+            return channel is self._channel  # else the broker gives the original back
+
         try:
-            await self._publisher.publish(
-                self.queue,
-                [(props, message.body)],
-                self.loop.time() + self._publish_timeout_s,
-                still_wanted=lambda: channel is self._channel,  # else the original comes back
-            )
+            delay_s = due - time.time() if due is not None else 0.0
+            if delay_s > 0:
+                await self._ladders.publish(self.queue, copy, delay_s, deadline, still_wanted)
+            else:
+                await self._publisher.publish(self.queue, copy, deadline, still_wanted)
         except RelevoError as exc:
             if channel is not self._channel or tag not in self._open:
                 return
