@@ -1,4 +1,4 @@
-"""DESIGN §6: stopping a consumer loses nothing, waits for running handlers, then gives up."""
+"""Stopping a consumer loses nothing, waits for running handlers, then gives up."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The settlement rule of DESIGN §3, as pure functions: what a handler's result means."""
+"""The settlement rule (docs/semantics.md), as pure functions: what a handler's result means."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ from typing import Any, Protocol
 Handler = Callable[[Any], Awaitable[Any] | Any]
 """Takes the decoded body and returns the result, or a coroutine the worker awaits for it.
 
-The result (or exception) decides ack or nack (DESIGN §3). A handler that can answer at
+The result (or exception) decides ack or nack (see docs/semantics.md). A handler that can answer at
 once (a Lua handler that does not wait) returns the result itself, which spares a
 coroutine per message; `async def` handlers simply return their coroutine.
 

@@ -1,4 +1,4 @@
-"""Loading Lua sources and settling by what the handler returns (DESIGN §3)."""
+"""Loading Lua sources and settling by what the handler returns."""
 
 from __future__ import annotations
 

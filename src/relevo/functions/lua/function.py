@@ -24,7 +24,7 @@ from relevo.functions.lua.state import WAIT, YIELD, Limits, LuaState, Source
 
 
 class LuaFunction:
-    """The Function protocol for Lua; `handler` settles by DESIGN §3.
+    """The Function protocol for Lua; `handler` settles like a Python one.
 
     `return nil, err` and `return false, err` give a LuaHandlerError instance (nack with
     `err` as reason), `return false` gives False (nack), `error(...)` raises LuaError

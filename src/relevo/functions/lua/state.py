@@ -249,7 +249,7 @@ class LuaState:
             ) from None
 
     def settlement(self, out: tuple[Any, ...]) -> Any:
-        """What the worker pool settles by (DESIGN §3); raises for errors and limits."""
+        """What the worker pool settles by; raises for errors and limits."""
         code = out[0]
         if code == ACK:
             value = out[1]
