@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from contextvars import Token
+from dataclasses import replace
 from types import TracebackType
 from typing import Any, Self
 
@@ -18,7 +19,7 @@ from relevo.consumer.consumer import Consumer
 from relevo.context import Runtime, current_runtime
 from relevo.drivers.base import Driver
 from relevo.drivers.catalog import DRIVER_KINDS
-from relevo.errors import QueueNotFound, RelevoError
+from relevo.errors import ConfigError, ConfigIssue, QueueNotFound, RelevoError
 from relevo.functions.base import Function
 from relevo.functions.catalog import FUNCTION_KINDS
 from relevo.ids import split
@@ -149,8 +150,35 @@ class App:
         return await (await self._queue(queue_id)).publish_batch(items, headers, connection)
 
     async def info(self, queue_id: str) -> dict[str, int]:
-        """`message_count`, `ready`, `in_flight`, `consumer_count` of a queue."""
-        return (await (await self._queue(queue_id)).stats()).as_dict()
+        """`message_count`, `ready`, `in_flight`, `consumer_count` (and `delayed`) of a queue.
+
+        It never creates a queue on a broker: for a queue not running in this app, only
+        its driver is started and asked, so a queue the broker does not have is
+        QueueNotFound. (A memory queue is declared, as publishing would: it is in-process.)
+        """
+        queue = self._queue_named(queue_id)
+        supervisor = self._running()
+        driver_id = self.registry[queue_id].settings.driver
+        if self.registry[driver_id].kind == "queue.driver.memory":
+            await self._queue(queue_id)
+        elif supervisor.services[queue_id].status is not Status.RUNNING:
+            await supervisor.start([driver_id])
+        return (await queue.stats()).as_dict()
+
+    def queue_id(self, text: str) -> str:
+        """The queue entry ID that `text` names: a full ID, or a bare name that exactly
+        one namespace has (as the command line accepts). QueueNotFound otherwise."""
+        queues = [e.id for e in self.registry.of_kind("queue.queue")]
+        if text in queues:
+            return text
+        if ":" not in text:
+            found = sorted(q for q in queues if split(q)[1] == text)
+            if len(found) == 1:
+                return found[0]
+            if found:
+                raise QueueNotFound(f"{text!r} is ambiguous: {', '.join(found)}; give the full ID")
+        known = ", ".join(sorted(queues)) or "none"
+        raise QueueNotFound(f"no queue entry {text!r}; queues: {known}")
 
     async def join(
         self, queue_id: str | None = None, timeout: float = 10.0  # noqa: ASYNC109 - as documented
@@ -288,7 +316,7 @@ class App:
             kind = FUNCTION_KINDS[entry.kind]
             function = kind.create(entry.id, entry.settings, workers[entry.id])
             functions[entry.id] = function
-            services[entry.id] = _FunctionService(function)
+            services[entry.id] = _FunctionService(function, entry)
         for entry in self.registry.of_kind("queue.consumer"):
             services[entry.id] = self._consumer(
                 entry, functions[entry.settings.func], middlewares
@@ -340,14 +368,48 @@ _JOIN_POLL_S = 0.002
 
 
 class _FunctionService:
-    def __init__(self, function: Function) -> None:
+    def __init__(self, function: Function, entry: Entry) -> None:
         self.function = function
+        self.entry = entry
 
     async def start(self) -> None:
-        await self.function.load()
+        try:
+            await self.function.load()
+        except RelevoError as exc:
+            raise _located(exc, self.entry) from exc
 
     async def stop(self) -> None:
         await self.function.close()
+
+
+async def check_functions(registry: Registry) -> None:
+    """Import every Python handler and compile every Lua source, then let them go.
+
+    What `relevo validate` does unless told `--no-import`: nothing starts, and a
+    function that cannot load is a ConfigError naming its entry's file and line.
+    """
+    issues: list[ConfigIssue] = []
+    for entry in registry.of_kind("function."):
+        service = _FunctionService(FUNCTION_KINDS[entry.kind].create(entry.id, entry.settings, 1),
+                                   entry)
+        try:
+            await service.start()
+        except ConfigError as exc:
+            issues.extend(exc.issues)
+        else:
+            await service.stop()
+    if issues:
+        raise ConfigError(issues)
+
+
+def _located(error: RelevoError, entry: Entry) -> ConfigError:
+    """A function's load error as config issues at its entry's file and line."""
+    if isinstance(error, ConfigError):
+        issues = [replace(i, file=entry.file, line=entry.line) if i.file == "<python>" else i
+                  for i in error.issues]
+        return ConfigError(issues)
+    message = str(error).removeprefix(f"{entry.id}: ")
+    return ConfigError([ConfigIssue(entry.file, entry.line, entry.id, "source", message)])
 
 
 def _backoff(entry: Entry) -> Backoff:

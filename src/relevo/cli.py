@@ -13,11 +13,12 @@ from typing import Any
 
 import click
 
-from relevo.app import App, load
+from relevo.app import App, check_functions, load
 from relevo.errors import ConfigError, RelevoError, StopTimeout
 
 
 @click.group()
+@click.version_option(package_name="relevo", prog_name="relevo")
 @click.option("--log-level", default="INFO", show_default=True,
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
 def main(log_level: str) -> None:
@@ -37,9 +38,17 @@ def _load(path: str) -> App:
 
 @main.command()
 @click.argument("path", type=click.Path())
-def validate(path: str) -> None:
-    """Check a config file or folder and list its entries."""
+@click.option("--no-import", is_flag=True,
+              help="Check the config only: do not import Python handlers or compile Lua.")
+def validate(path: str, no_import: bool) -> None:
+    """Check a config file or folder, load its handlers, and list its entries."""
     app = _load(path)
+    if not no_import:
+        try:
+            asyncio.run(check_functions(app.registry))
+        except ConfigError as exc:
+            click.echo(str(exc), err=True)
+            sys.exit(1)
     for entry in sorted(app.registry, key=lambda e: e.id):
         auto = " auto_start" if entry.head.lifecycle.auto_start else ""
         click.echo(f"{entry.id:<40} {entry.kind:<22} {entry.file}:{entry.line}{auto}")
@@ -92,34 +101,21 @@ def publish(path: str, queue_id: str, data: str, headers: tuple[str, ...], count
     except json.JSONDecodeError as exc:
         raise click.BadParameter(f"not JSON: {exc}", param_hint="DATA") from exc
     header_map = dict(_header(h) for h in headers)
-    app = _load(path)
-
-    async def go() -> list[str]:
-        await app.open(start=False)
-        try:
-            return await app.publish_batch(queue_id, [body] * count, header_map)
-        finally:
-            await app.close()
-
-    for message_id in _call(go()):
-        click.echo(message_id)
+    target, ids = _call(_offline(
+        path, queue_id, lambda app, q: app.publish_batch(q, [body] * count, header_map)
+    ))
+    if count == 1:
+        click.echo(ids[0])
+    else:
+        click.echo(f"published {len(ids)} messages to {target}: first {ids[0]}, last {ids[-1]}")
 
 
 @main.command()
 @click.argument("path", type=click.Path())
 @click.argument("queue_id")
 def info(path: str, queue_id: str) -> None:
-    """Print a queue's counts as JSON."""
-    app = _load(path)
-
-    async def go() -> dict[str, int]:
-        await app.open(start=False)
-        try:
-            return await app.info(queue_id)
-        finally:
-            await app.close()
-
-    click.echo(json.dumps(_call(go())))
+    """Print a queue's counts as JSON. Never creates the queue."""
+    click.echo(json.dumps(_call(_offline(path, queue_id, App.info))[1]))
 
 
 @main.command()
@@ -129,7 +125,8 @@ def info(path: str, queue_id: str) -> None:
 @click.option("--after", default=None, metavar="ID", help="Start after this message ID.")
 def peek(path: str, queue_id: str, limit: int, after: str | None) -> None:
     """Print a queue's ready messages as JSON lines, oldest first, consuming nothing."""
-    for message in _call(_offline(path, lambda app: app.peek(queue_id, limit, after))):
+    _, messages = _call(_offline(path, queue_id, lambda app, q: app.peek(q, limit, after)))
+    for message in messages:
         click.echo(json.dumps(message, ensure_ascii=False, default=str))
 
 
@@ -139,8 +136,8 @@ def peek(path: str, queue_id: str, limit: int, after: str | None) -> None:
 @click.option("--id", "ids", multiple=True, metavar="ID", help="Only this message (repeatable).")
 def requeue(path: str, dead_letter_queue_id: str, ids: tuple[str, ...]) -> None:
     """Move dead letters back to their original queues (all, or those given with --id)."""
-    report = _call(_offline(
-        path, lambda app: app.requeue_report(dead_letter_queue_id, ids or None)
+    _, report = _call(_offline(
+        path, dead_letter_queue_id, lambda app, q: app.requeue_report(q, ids or None)
     ))
     for message_id, reason in report.refused.items():
         click.echo(f"kept {message_id}: {reason}", err=True)
@@ -158,15 +155,26 @@ def purge(path: str, queue_id: str, yes: bool) -> None:
     if not yes:
         click.echo(f"refusing to purge {queue_id} without --yes", err=True)
         sys.exit(2)
-    click.echo(f"purged {_call(_offline(path, lambda app: app.purge(queue_id)))}")
+    click.echo(f"purged {_call(_offline(path, queue_id, App.purge))[1]}")
 
 
-async def _offline(path: str, action: Callable[[App], Awaitable[Any]]) -> Any:
-    """Run one action with the app's queues reachable and no consumer started."""
+async def _offline(
+    path: str, queue: str, action: Callable[[App, str], Awaitable[Any]]
+) -> tuple[str, Any]:
+    """Run one action on a broker queue (QUEUE_ID, or a bare name one namespace has)
+    with no consumer started; returns the queue's entry ID and the action's result."""
     app = _load(path)
+    queue_id = app.queue_id(queue)
+    driver = app.registry[app.registry[queue_id].settings.driver]
+    if driver.kind == "queue.driver.memory":
+        raise RelevoError(
+            f"{queue_id} is on the memory driver {driver.id}: its messages live inside the "
+            "process that runs the app, so a command cannot reach them. Use a broker "
+            "driver (redis, amqp, postgres), or publish from the app's own code."
+        )
     await app.open(start=False)
     try:
-        return await action(app)
+        return queue_id, await action(app, queue_id)
     finally:
         await app.close()
 

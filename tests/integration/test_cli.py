@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+import redis
+
 from tests.appfiles import write_app
+from tests.conftest import require_service
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -75,22 +82,113 @@ def test_validate_prints_every_error_and_exits_1(tmp_path: Path) -> None:
     assert "app:fn: source: file not found" in result.stderr
 
 
-def test_publish_prints_ids_and_info_prints_json(tmp_path: Path) -> None:
+def test_publish_and_info_refuse_a_memory_queue_and_say_why(tmp_path: Path) -> None:
+    """Bug: `relevo publish` to a memory queue printed an ID for a message that vanished
+    with the process, and `relevo info` reported an empty queue that was never there."""
     path = write_app(tmp_path, APP, handler__py="async def main(body):\n    return body\n")
-    result = relevo("publish", str(path), "app:tasks", '{"id": 1}', "--header", "n=3",
-                    "--count", "3")
+    for args in (("publish", str(path), "app:tasks", "{}"), ("info", str(path), "tasks")):
+        result = relevo(*args)
+        assert result.returncode == 1
+        assert result.stdout == ""
+        assert "app:tasks is on the memory driver app:mem" in result.stderr
+        assert "inside the process that runs the app" in result.stderr
+
+
+REDIS_APP = """\
+- name: redis
+  kind: queue.driver.redis
+  url: redis://127.0.0.1:6379/0
+  key_prefix: '{prefix}'
+- name: tasks
+  kind: queue.queue
+  driver: redis
+"""
+
+
+@pytest.fixture
+def redis_prefix() -> Iterator[str]:
+    require_service("redis", "127.0.0.1", 6379)
+    prefix = f"relevo-test:{uuid.uuid4().hex[:10]}:"
+    yield prefix
+    with redis.Redis.from_url("redis://127.0.0.1:6379/0") as client:
+        keys = list(client.scan_iter(match=f"{prefix}*"))
+        if keys:
+            client.delete(*keys)
+
+
+@pytest.mark.broker
+def test_publish_count_prints_how_many_and_the_first_and_last_ids(
+    tmp_path: Path, redis_prefix: str
+) -> None:
+    """Bug: `publish --count 990` printed 990 IDs."""
+    path = write_app(tmp_path, REDIS_APP.format(prefix=redis_prefix))
+    result = relevo("publish", str(path), "tasks", '{"id": 1}', "--header", "n=3",
+                    "--count", "990")
     assert result.returncode == 0, result.stderr
-    ids = result.stdout.split()
-    assert len(ids) == 3
-    assert len(set(ids)) == 3
-    info = relevo("info", str(path), "app:tasks")
+    assert re.fullmatch(r"published 990 messages to app:tasks: first (\S+)-1, "
+                        r"last \1-990\n", result.stdout), result.stdout
+    one = relevo("publish", str(path), "app:tasks", "{}")
+    assert re.fullmatch(r"\S+-1\n", one.stdout), one.stdout  # one message: its ID alone
+    info = relevo("info", str(path), "tasks")
     assert info.returncode == 0, info.stderr
-    assert json.loads(info.stdout) == {  # memory: a new process, a new store
-        "message_count": 0, "ready": 0, "in_flight": 0, "consumer_count": 0, "delayed": 0
-    }
-    missing = relevo("info", str(path), "app:nope")
+    assert json.loads(info.stdout)["message_count"] == 991
+
+
+@pytest.mark.broker
+def test_info_never_creates_a_queue_on_the_broker(tmp_path: Path, redis_prefix: str) -> None:
+    """Bug: `relevo info` on a queue nobody had used declared it on the broker and
+    reported it empty."""
+    path = write_app(tmp_path, REDIS_APP.format(prefix=redis_prefix))
+    result = relevo("info", str(path), "app:tasks")
+    assert result.returncode == 1
+    assert "not declared" in result.stderr
+    with redis.Redis.from_url("redis://127.0.0.1:6379/0") as client:
+        assert not client.exists(f"{redis_prefix}tasks")
+
+
+def test_a_bare_queue_name_must_name_one_queue(tmp_path: Path) -> None:
+    write_app(tmp_path / "a", REDIS_APP.format(prefix="x:"), namespace="one")
+    write_app(tmp_path / "b", REDIS_APP.format(prefix="y:"), namespace="two")
+    result = relevo("info", str(tmp_path), "tasks")
+    assert result.returncode == 1
+    assert "'tasks' is ambiguous: one:tasks, two:tasks" in result.stderr
+    missing = relevo("info", str(tmp_path), "nope")
     assert missing.returncode == 1
-    assert "app:nope" in missing.stderr
+    assert "no queue entry 'nope'; queues: one:tasks, two:tasks" in missing.stderr
+
+
+def test_version_prints_the_version() -> None:
+    result = relevo("--version")
+    assert result.returncode == 0
+    assert re.fullmatch(r"relevo, version \d+\.\d+\.\d+.*\n", result.stdout)
+
+
+def test_validate_loads_handlers_and_names_the_file_of_one_that_cannot_load(
+    tmp_path: Path,
+) -> None:
+    """Bug: a handler method that did not exist passed `validate` and failed at run time,
+    naming an internal module (relevo_fn_...) instead of the file, without saying what
+    the file has."""
+    path = write_app(tmp_path, APP.replace("source: file://handler.py",
+                                           "source: file://handler.py\n  method: handle"),
+                     handler__py="def main(body): ...\ndef other(body): ...\n")
+    result = relevo("validate", str(path))
+    assert result.returncode == 1
+    assert (f"app.yaml:10: app:fn: method: {tmp_path / 'handler.py'} has no callable 'handle'; "
+            "it defines: main, other") in result.stderr
+    assert "relevo_fn_" not in result.stderr
+    skipped = relevo("validate", "--no-import", str(path))
+    assert skipped.returncode == 0, skipped.stderr
+
+
+def test_validate_compiles_lua_sources(tmp_path: Path) -> None:
+    path = write_app(tmp_path, APP.replace("kind: function.python\n  source: file://handler.py",
+                                           "kind: function.lua\n  source: file://h.lua"),
+                     h__lua="return function(body)\n  if then end\nend\n")
+    result = relevo("validate", str(path))
+    assert result.returncode == 1
+    assert "app:fn: source:" in result.stderr
+    assert "h.lua:2:" in result.stderr
 
 
 def test_run_stops_gracefully_on_sigterm_and_exits_0(tmp_path: Path) -> None:
@@ -163,4 +261,5 @@ def test_run_exits_1_when_a_driver_cannot_reach_its_broker(tmp_path: Path) -> No
 """)
     result = relevo("run", str(path))
     assert result.returncode == 1
-    assert "error: cannot connect to RabbitMQ at amqp://guest:***@127.0.0.1:1/" in result.stderr
+    assert ("error: app:rabbit: cannot connect to RabbitMQ at amqp://guest:***@127.0.0.1:1/"
+            in result.stderr)

@@ -39,15 +39,16 @@ def load_registry(source: Source) -> Registry:
     issues: list[ConfigIssue] = []
     entries: dict[str, Entry] = {}
     raw_of: dict[str, LineMap] = {}
+    invalid: set[str] = set()  # entries declared with errors (reported already)
     for document in _documents(source, issues):
-        _load_document(document, entries, raw_of, issues)
+        _load_document(document, entries, raw_of, issues, invalid)
 
     def report(entry: Entry, field: str | None, message: str) -> None:
         path = tuple(field.split(".")) if field else ()
         line = line_of(raw_of[entry.id], path) if entry.id in raw_of else entry.line
         issues.append(ConfigIssue(entry.file, line, entry.id, field, message))
 
-    check_references(entries, report)
+    check_references(entries, report, invalid)
     registry = Registry(entries)
     if not issues and (cycle := registry.find_cycle()):
         first = entries[cycle[0]]
@@ -77,6 +78,7 @@ def _load_document(
     entries: dict[str, Entry],
     raw_of: dict[str, LineMap],
     issues: list[ConfigIssue],
+    invalid: set[str],
 ) -> None:
     file = str(source.path)
     base_dir = Path.cwd() if file == MAPPING_FILE else source.path.parent
@@ -111,6 +113,9 @@ def _load_document(
         line = raw.line if isinstance(raw, LineMap) else line_of(document, ("entries", index))
         entry = _load_entry(file, head.namespace, raw, line, issues)
         if entry is None:
+            name = raw.get("name") if isinstance(raw, LineMap) else None
+            if isinstance(name, str):  # declared, though invalid: not "missing" for others
+                invalid.add(ids.entry_id(head.namespace, name))
             continue
         if entry.id in entries:
             other = entries[entry.id]

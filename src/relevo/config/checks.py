@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -23,27 +23,36 @@ _EXPECTED = {
 }
 
 
-def check_references(entries: dict[str, Entry], report: Report) -> None:
+def check_references(
+    entries: dict[str, Entry], report: Report, invalid: Collection[str] = ()
+) -> None:
+    """Report references to missing entries or entries of the wrong kind. A reference to
+    an entry in `invalid` (declared, but with errors of its own) is not reported again."""
+
+    def expect(entry: Entry, field: str, ref: str) -> None:
+        if ref not in invalid:
+            _expect(entries, entry, field, ref, report)
+
     for entry in entries.values():
         settings = entry.settings
         if entry.kind == "queue.queue":
-            _expect(entries, entry, "driver", settings.driver, report)
+            expect(entry, "driver", settings.driver)
             if settings.dead_letter is not None:
                 target = settings.dead_letter.queue
-                _expect(entries, entry, "dead_letter.queue", target, report)
+                expect(entry, "dead_letter.queue", target)
                 if target == entry.id:
                     report(entry, "dead_letter.queue", "a queue cannot dead-letter into itself")
             _check_driver_options(entries, entry, "queue_options", report)
         elif entry.kind == "queue.consumer":
-            _expect(entries, entry, "queue", settings.queue, report)
-            _expect(entries, entry, "func", settings.func, report)
+            expect(entry, "queue", settings.queue)
+            expect(entry, "func", settings.func)
             _check_driver_options(entries, entry, "consumer_options", report)
         elif entry.kind.startswith("function.") and getattr(settings, "source", None):
             path = Path(settings.source.removeprefix("file://"))
             if not path.is_file():
                 report(entry, "source", f"file not found: {path}")
         for dep in entry.depends_on:
-            if dep not in entries:
+            if dep not in entries and dep not in invalid:
                 report(entry, "lifecycle.depends_on", f"no entry {dep!r}")
 
 

@@ -25,12 +25,19 @@ def explain(error: ErrorDetails, model: type[BaseModel]) -> str:
         return f"unknown field{allowed}"
     if kind in {"greater_than_equal", "less_than_equal", "greater_than", "less_than"}:
         bounds = _bounds(model, loc)
+        if bounds == ("-inf", "inf"):
+            bounds = None
+        if bounds is not None and bounds[1] == "inf":
+            return f"must be at least {bounds[0]} (got {given})"
+        if bounds is not None and bounds[0] == "-inf":
+            return f"must be at most {bounds[1]} (got {given})"
         if bounds is not None:
             return f"must be between {bounds[0]} and {bounds[1]} (got {given})"
     if kind == "literal_error":
         return f"must be {error.get('ctx', {}).get('expected', '')} (got {given})"
     message = error["msg"].removeprefix("Value error, ")
-    return f"{message[0].lower()}{message[1:]} (got {given})"
+    message = f"{message[0].lower()}{message[1:]}"
+    return message if f"got {given}" in message else f"{message} (got {given})"
 
 
 def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:

@@ -90,9 +90,23 @@ def read(path: Path, issues: list[ConfigIssue]) -> SourceFile | None:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
-        issues.append(ConfigIssue(str(path), line, None, None, f"invalid YAML: {exc}"))
+        issues.append(ConfigIssue(str(path), line, None, None, f"invalid YAML: {_syntax(exc)}"))
         return None
     return SourceFile(path, document)
+
+
+def _syntax(exc: yaml.YAMLError) -> str:
+    """PyYAML's problem without its "<unicode string>" marks (the issue names the file)."""
+    problem = getattr(exc, "problem", None)
+    if problem is None:
+        return str(exc)
+    mark, context = getattr(exc, "problem_mark", None), getattr(exc, "context", None)
+    text = f"{problem}, column {mark.column + 1}" if mark is not None else str(problem)
+    context_mark = getattr(exc, "context_mark", None)
+    if context:
+        where = f" at line {context_mark.line + 1}" if context_mark is not None else ""
+        text += f" ({context}{where})"
+    return text
 
 
 def substitute(

@@ -79,8 +79,20 @@ def _resolve(entry_id: str, settings: PythonSettings) -> Callable[..., Any]:
         origin = "method"
     target = getattr(module, attr, None)
     if not callable(target):
-        raise fail(origin, f"{module.__name__!r} has no callable {attr!r}")
+        where = settings.source.removeprefix("file://") if settings.source else module.__name__
+        own = _own_functions(module)
+        has = f"; it defines: {', '.join(own)}" if own else "; it defines no public function"
+        raise fail(origin, f"{where} has no callable {attr!r}{has}")
     return target  # type: ignore[no-any-return]
+
+
+def _own_functions(module: Any) -> list[str]:
+    """The public functions a module defines itself (not those it imports)."""
+    return [
+        name for name, value in vars(module).items()
+        if not name.startswith("_") and inspect.isfunction(value)
+        and value.__module__ == module.__name__
+    ]
 
 
 def _import_file(entry_id: str, path: Path, fail: Callable[[str, str], ConfigError]) -> Any:
@@ -115,12 +127,9 @@ def _only_public_callable(
     """`main` if present; else the module's one public function defined in that file."""
     if callable(getattr(module, "main", None)):
         return "main"
-    own = [
-        name for name, value in vars(module).items()
-        if not name.startswith("_") and inspect.isfunction(value)
-        and value.__module__ == module.__name__
-    ]
+    own = _own_functions(module)
     if len(own) == 1:
         return str(own[0])
-    raise fail("method", f"{path} defines no 'main' and {len(own)} public functions; "
-                         "name the handler with 'method'")
+    listed = f" ({', '.join(own)})" if own else ""
+    raise fail("method", f"{path} defines no 'main' and {len(own)} public functions"
+                         f"{listed}; name the handler with 'method'")

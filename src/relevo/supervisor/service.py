@@ -57,6 +57,11 @@ class Supervised:
             self.status = Status.FAILED
             message = f"{self.entry_id} did not start within {self.start_timeout_s}s"
             raise (DriverUnavailable if self.is_driver else RelevoError)(message) from None
+        except DriverUnavailable as exc:
+            self.status = Status.FAILED
+            if self.entry_id in str(exc):
+                raise
+            raise DriverUnavailable(f"{self.entry_id}: {exc}") from exc  # which entry failed
         except BaseException:
             self.status = Status.FAILED
             raise

@@ -145,3 +145,46 @@ def test_a_missing_source_file_is_reported(tmp_path: Path) -> None:
 
 def test_a_path_that_does_not_exist_is_a_config_error(tmp_path: Path) -> None:
     assert "no such file" in only_issue(tmp_path / "nope.yaml").message
+
+
+def test_a_bad_duration_says_what_it_got_once(tmp_path: Path) -> None:
+    """Bug: the message repeated itself: "got '10 secs' (got '10 secs')"."""
+    issue = only_issue(write_app(
+        tmp_path, "- name: mem\n  kind: queue.driver.memory\n"
+                  "  lifecycle: {start_timeout: 10 secs}\n"))
+    assert issue.field == "lifecycle.start_timeout"
+    assert issue.message.count("10 secs") == 1
+    assert "'500ms', '10s'" in issue.message
+
+
+def test_an_invalid_queue_is_not_reported_again_as_missing_by_its_consumer(
+    tmp_path: Path,
+) -> None:
+    """Bug: `max_attempts: 0` also produced "queue: no entry 'app:q'" on the consumer,
+    a false second error about a queue that is there."""
+    issue = only_issue(write_app(tmp_path, MEMORY_DRIVER + FUNC + """\
+- name: dead
+  kind: queue.queue
+  driver: mem
+- name: q
+  kind: queue.queue
+  driver: mem
+  dead_letter: {queue: dead, max_attempts: 0}
+- name: w
+  kind: queue.consumer
+  queue: q
+  func: f
+"""))
+    assert (issue.entry, issue.field) == ("app:q", "dead_letter.max_attempts")
+    assert issue.message == "must be at least 1 (got 0)"
+
+
+def test_a_yaml_syntax_error_names_the_file_and_not_an_internal_stream(tmp_path: Path) -> None:
+    """Bug: the message said `in "<unicode string>"` instead of naming the file."""
+    path = tmp_path / "app.yaml"
+    path.write_text('version: "1.0"\nnamespace: app\nentries:\n  - {name: mem, kind: x\n')
+    issue = only_issue(path)
+    assert issue.file == str(path)
+    assert "<unicode string>" not in issue.message
+    assert "expected ',' or '}'" in issue.message
+    assert "line 4" in issue.message  # where the unclosed mapping starts
