@@ -4,14 +4,12 @@ crash recovery, leases, attempts across nacks, restarts, and a stream that stays
 from __future__ import annotations
 
 import asyncio
-import shutil
 import signal
 import ssl
-import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,18 +23,13 @@ from relevo.drivers.redis.settings import RedisSettings
 from relevo.errors import DriverUnavailable, PublishError
 from relevo.message import Envelope
 from tests.conftest import require_service
+from tests.crashes import PrivateRedis
 from tests.drivers.conformance import Collector, DriverConformance, envelope
-from tests.waiting import wait_until
 
 pytestmark = pytest.mark.broker
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 REPO = Path(__file__).resolve().parents[2]
-RESTART_REDIS = [
-    "redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port", "6379",
-    "--save", "", "--appendonly", "no", "--dir", "/var/lib/redis",
-    "--logfile", "/var/log/redis/ci.log",
-]
 
 MakeDriver = Callable[..., Awaitable[RedisDriver]]
 
@@ -329,34 +322,28 @@ async def test_tls_settings_wrap_the_connection_in_relevos_context() -> None:
         await driver.start()
 
 
-def redis_answers() -> bool:
-    result = subprocess.run(["redis-cli", "ping"], capture_output=True, text=True, check=False)
-    return result.stdout.strip() == "PONG"
-
-
-def stop_redis() -> None:
-    subprocess.run(
-        ["redis-cli", "shutdown", "nosave"], check=False,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-
-
-def start_redis() -> None:
-    if not redis_answers():
-        # The daemon inherits our descriptors: no pipes, or run() waits for it forever.
-        subprocess.run(
-            RESTART_REDIS, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    """A durable redis-server of this test's own (free port, AOF, appendfsync always):
+    the test may kill and restart it without disturbing anyone else's Redis."""
+    if not PrivateRedis.available():
+        pytest.skip("needs redis-server to run a Redis of the test's own")
+    server = PrivateRedis(tmp_path / "redis")
+    server.start()
+    yield server
+    server.kill()
 
 
 @pytest.mark.slow
 async def test_consumers_resume_and_publishes_wait_when_redis_restarts(
-    make_driver: MakeDriver,
+    private_redis: PrivateRedis,
 ) -> None:
-    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
-        pytest.skip("needs redis-server and redis-cli to restart Redis")
-    patient = await make_driver(publish_timeout=15.0)
-    hasty = await make_driver(publish_timeout=0.3)
+    url = private_redis.url
+    patient = RedisDriver(settings(url=url, publish_timeout=15.0))
+    hasty = RedisDriver(settings(url=url, key_prefix=patient.settings.key_prefix,
+                                 publish_timeout=0.3))
+    await patient.start()
+    await hasty.start()
     queue = await declared(patient)
     await hasty.declare(QueueSpec(queue, {}))
     sink = Collector(auto="ack")
@@ -365,8 +352,7 @@ async def test_consumers_resume_and_publishes_wait_when_redis_restarts(
     await patient.publish(queue, before)
     await sink.wait_for(20)
     try:
-        await asyncio.to_thread(stop_redis)
-        await wait_until(lambda: not redis_answers(), 10, "redis to stop")
+        private_redis.kill()
         started = time.monotonic()
         with pytest.raises(DriverUnavailable):
             await hasty.publish(queue, [envelope("lost")])
@@ -376,11 +362,51 @@ async def test_consumers_resume_and_publishes_wait_when_redis_restarts(
         await asyncio.sleep(0.3)
         assert not waiting.done()
     finally:
-        await asyncio.to_thread(start_redis)
-    await wait_until(redis_answers, 10, "redis to answer again")
+        await asyncio.to_thread(private_redis.start)
     await asyncio.wait_for(waiting, 15)
     after = [envelope(f"after{i}") for i in range(20)]
     await patient.publish(queue, after)
     await sink.wait_for(41, timeout_s=15)
     assert sorted(sink.ids[20:]) == sorted(e.id for e in [during, *after])
     await sub.close()
+    await hasty.stop()
+    await patient.stop()
+
+
+@pytest.mark.slow
+async def test_after_a_redis_crash_no_entry_a_live_consumer_holds_or_acked_is_reclaimed(
+    private_redis: PrivateRedis,
+) -> None:
+    """Regression: after a Redis restart from its AOF, entries a live consumer still held,
+    or had acked while Redis was down (the acks waiting in its flusher's backoff), were
+    idle past claim_idle; another consumer's keeper reclaimed them before their owner
+    renewed its leases or sent its acks, and they were handled twice."""
+    url = private_redis.url
+    owner = RedisDriver(settings(url=url, claim_idle=1.0, reconnect_delay=1.0,
+                                 reconnect_max_delay=5.0))
+    other = RedisDriver(settings(url=url, key_prefix=owner.settings.key_prefix,
+                                 claim_idle=1.0))
+    await owner.start()
+    await other.start()
+    queue = await declared(owner)
+    held = Collector(auto=None)
+    owner_sub = await owner.attach(queue, held, 20, {})
+    await owner.publish(queue, [envelope(f"m{i}") for i in range(20)])
+    await held.wait_for(20)
+    seen = Collector(auto="ack")
+    other_sub = await other.attach(queue, seen, 50, {})
+    private_redis.kill()
+    for delivery in held.deliveries[:10]:  # handled while Redis is down: acks wait
+        delivery.ack()
+    await asyncio.sleep(1.5)  # longer than claim_idle: every lease has run out
+    await asyncio.to_thread(private_redis.start)
+    # The other keeper ticks every claim_idle / 3; give it three claim_idle to misbehave.
+    await asyncio.sleep(3.0)
+    for delivery in held.deliveries[10:]:
+        delivery.ack()
+    await wait_empty(owner, queue)
+    assert seen.ids == [], "entries the live owner held or acked were reclaimed"
+    await other_sub.close()
+    await owner_sub.close()
+    await other.stop()
+    await owner.stop()

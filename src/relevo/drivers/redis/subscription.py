@@ -4,18 +4,25 @@ Three tasks per subscription:
 
 - the reader first re-reads the entries this consumer name left pending (a previous run
   with the same name), then blocks in `XREADGROUP ... >` for new ones, asking for no more
-  than the free credit, so at most `prefetch` deliveries are ever unsettled;
+  than the free credit;
 - the flusher sends queued settlements in one pipeline per round: acks as XACK + XDEL
   (the entry leaves the stream, which therefore does not grow), nacks and releases
-  through `requeue.lua`; whatever is settled while a round is in flight joins the next;
-- the keeper extends the lease of every delivery still held (XCLAIM JUSTID resets its
-  idle time, so a slow handler is never reclaimed) and runs `reclaim.lua`, which gives
-  back the entries of consumers that went silent for `claim_idle`.
+  through `requeue.lua`; whatever is settled while a round is in flight joins the next.
+  A settlement frees its credit only once Redis has it, so at most `prefetch` entries
+  are ever pending for this consumer in Redis, however long an outage holds acks back;
+- the keeper extends the lease of every entry this consumer still has pending, held by
+  a handler or settled and not yet sent (XCLAIM JUSTID resets its idle time, so neither
+  a slow handler nor an ack held back by an outage is reclaimed), gives back its own
+  entries no handler holds (a read whose reply a crash cut off), and runs
+  `reclaim.lua`, which gives back the entries of consumers that went silent for
+  `claim_idle`; it reclaims nothing while this consumer has settlements not yet sent.
 """
 
 from __future__ import annotations
 
 import asyncio
+import builtins
+import contextlib
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
@@ -67,6 +74,10 @@ class RedisSubscription:
         self._acks: list[bytes] = []
         self._nacks: list[bytes] = []
         self._releases: list[bytes] = []
+        self._sending: list[bytes] = []  # the settlement round in flight
+        self._owed = 0  # credit of queued settlements, freed once Redis has them
+        self._history_read = False
+        self._reachable = asyncio.Event()  # set when a call succeeds after an outage
         self._has_credit = asyncio.Event()
         self._has_credit.set()
         self._dirty = asyncio.Event()
@@ -101,6 +112,7 @@ class RedisSubscription:
                     entries = await self._read(cursor, block=False)
                     if not entries:
                         cursor = None
+                        self._history_read = True
                         continue
                     cursor = entries[-1][0]
                     await self._deliver_history(entries)
@@ -108,7 +120,9 @@ class RedisSubscription:
                     entries = await self._read(b">", block=True)
                     if entries:
                         self._deliver(entries)
-                delays = None
+                if delays is not None:
+                    delays = None
+                    self._reachable.set()
             except ResponseError as exc:
                 if "NOGROUP" in str(exc):
                     logger.warning("redis stream %s lost its group; declaring it again",
@@ -122,7 +136,14 @@ class RedisSubscription:
                 delay = next(delays)
                 logger.warning("redis read on %s failed (%s); retrying in %.2fs",
                                self.stream, exc, delay)
-                await asyncio.sleep(delay)
+                await self._pause(delay)
+
+    async def _pause(self, delay: float) -> None:
+        """Wait `delay` before retrying, or less if another task reached Redis meanwhile."""
+        self._reachable.clear()
+        with contextlib.suppress(builtins.TimeoutError):  # not redis' TimeoutError
+            async with asyncio.timeout(delay):
+                await self._reachable.wait()
 
     async def _recreate_quietly(self) -> None:
         try:
@@ -206,10 +227,8 @@ class RedisSubscription:
             self._nacks.append(tag)
         else:
             self._releases.append(tag)
+        self._owed += 1
         self._dirty.set()
-        self.credit += 1
-        if self.credit == 1:
-            self._has_credit.set()
 
     async def _flush_loop(self) -> None:
         while True:
@@ -224,6 +243,8 @@ class RedisSubscription:
         if not (acks or nacks or releases):
             return
         self._acks, self._nacks, self._releases = [], [], []
+        owed, self._owed = self._owed, 0
+        self._sending = [*acks, *nacks, *releases]
         delays = None
         while True:
             pipe = self.client.pipeline(transaction=False)
@@ -241,49 +262,96 @@ class RedisSubscription:
                 delay = next(delays)
                 logger.warning("redis settle on %s failed (%s); retrying in %.2fs",
                                self.stream, exc, delay)
-                await asyncio.sleep(delay)
+                await self._pause(delay)
+        if delays is not None:
+            self._reachable.set()
         for (bump, ids), result in zip(calls, results[2 if acks else 0 :], strict=True):
             if isinstance(result, NoScriptError):
                 await self._requeue(ids, bump)
         for result in results:
             if isinstance(result, Exception) and not isinstance(result, NoScriptError):
                 logger.warning("redis settle on %s: %s", self.stream, result)
+        self._sending = []
+        self._free(owed)
 
-    async def _requeue(self, ids: list[bytes], bump: int) -> None:
+    def _free(self, credit: int) -> None:
+        """Settlements Redis has: the reader may take as many new entries."""
+        if credit:
+            self.credit += credit
+            if self.credit == credit:
+                self._has_credit.set()
+
+    async def _requeue(self, ids: list[bytes], bump: int) -> int:
         """Give entries this consumer still owns back to the stream, `bump` attempts more."""
+        moved = 0
         for start in range(0, len(ids), 500):
-            await REQUEUE.run(
+            moved += await REQUEUE.run(
                 self.client, [self.stream], [self.group, self.consumer, bump,
                                              *ids[start : start + 500]]
             )
+        return moved
 
     # -- leases and reclaiming --------------------------------------------------------
 
     async def _keep_loop(self) -> None:
         period = self.settings.claim_idle / 3
+        failed = False
         while not self._closed:
             try:
-                await self._reclaim()
-                if self.unsettled:
-                    await self.client.xclaim(
-                        self.stream, self.group, self.consumer, 0,
-                        list(self.unsettled), justid=True,
-                    )
+                # Leases first: after an outage, what this consumer holds is renewed
+                # before anything is reclaimed, here or by another consumer's keeper.
+                await self._renew_leases()
+                if failed:
+                    failed = False
+                    self._reachable.set()  # the flusher sends held-back settlements now
+                if not self._unsent():
+                    await self._give_back_orphans()
+                    await self._reclaim()
             except (ResponseError, *NETWORK_ERRORS) as exc:  # the reader reports outages
+                failed = True
                 logger.debug("redis lease/reclaim on %s skipped: %s", self.stream, exc)
             await asyncio.sleep(period)
 
+    def _unsent(self) -> bool:
+        return bool(self._acks or self._nacks or self._releases or self._sending)
+
+    async def _renew_leases(self) -> None:
+        """Reset the idle time of every entry still pending for this consumer."""
+        pending: list[Any] = [
+            *self.unsettled, *self._acks, *self._nacks, *self._releases, *self._sending
+        ]
+        if pending:
+            await self.client.xclaim(
+                self.stream, self.group, self.consumer, 0, pending, justid=True
+            )
+
+    async def _give_back_orphans(self) -> None:
+        """Entries pending for this consumer that no handler holds: a read whose reply a
+        dropped connection cut off. They never reached a handler: attempts unchanged."""
+        if not self._history_read:  # the reader is still re-reading them itself
+            return
+        rows: Any = await self.client.xpending_range(
+            self.stream, self.group, "-", "+", RECLAIM_BATCH, self.consumer,
+            idle=self._claim_ms,
+        )
+        orphans = [row["message_id"] for row in rows if row["message_id"] not in self.unsettled]
+        if orphans and not self._unsent():
+            moved = await self._requeue(orphans, 0)
+            if moved:
+                logger.info("redis gave back %d entries on %s whose read a lost connection "
+                            "cut off", moved, self.stream)
+
     async def _reclaim(self) -> None:
-        cursor: Any = b"0-0"
         for _ in range(RECLAIM_ROUNDS):
-            cursor, moved = await RECLAIM.run(
+            moved = await RECLAIM.run(
                 self.client,
                 [self.stream],
-                [self.group, self.consumer, self._claim_ms, RECLAIM_BATCH, self._stale_ms, cursor],
+                [self.group, self.consumer, self._claim_ms, RECLAIM_BATCH, self._stale_ms],
             )
             if moved:
-                logger.info("redis reclaimed %d entries on %s", moved, self.stream)
-            if cursor == b"0-0":
+                logger.info("redis reclaimed %d entries of silent consumers on %s",
+                            moved, self.stream)
+            if moved < RECLAIM_BATCH:
                 return
 
     # -- stopping ---------------------------------------------------------------------
