@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import shutil
 import ssl
 import subprocess
@@ -245,6 +246,46 @@ async def test_a_drop_in_the_middle_of_a_busy_drain_loses_nothing(
     for task in workers:
         task.cancel()
     await sub.close()
+
+
+async def test_a_dropped_connection_is_one_relevo_line_each_way_and_no_client_traceback(
+    make_driver: Callable[..., Awaitable[AmqpDriver]], caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Regression: when the broker closed a connection (a frozen worker past two
+    heartbeats, a restart, an operator), aiormq logged the close at ERROR and "Cancelling
+    cause reader exited abnormally" at WARNING with a chained traceback, next to relevo's
+    own "connection lost ... reconnecting" line."""
+    caplog.set_level(logging.INFO)
+    proxy = TcpProxy(HOST, PORT)
+    await proxy.start()
+    try:
+        name = f"relevo-test-conn-{uuid.uuid4().hex[:8]}"
+        driver = await make_driver(connection_name=name, reconnect_delay=0.1,
+                                   url=f"amqp://guest:guest@127.0.0.1:{proxy.port}/")
+        queue = unique("quiet")
+        await driver.declare(QueueSpec(queue, {"durable": False}))
+        sink = Collector(auto="ack")
+        sub = await driver.attach(queue, sink, 10, {})
+
+        def relevo_said(text: str) -> int:
+            return sum(text in r.getMessage() for r in caplog.records
+                       if r.name == "relevo.drivers.amqp")
+
+        await close_connection_broker_side(name)  # the broker closes it
+        await wait_until(lambda: relevo_said("restored") == 1, 10, "the first reconnect")
+        await proxy.pause()  # the socket dies under the client (reset, no close frame)
+        await proxy.resume()
+        await wait_until(lambda: relevo_said("restored") == 2, 10, "the second reconnect")
+        await driver.publish(queue, [envelope(1)])
+        await sink.wait_for(1)
+        await sub.close()
+    finally:
+        await proxy.stop()
+    assert relevo_said("connection lost") == 2
+    noisy = [r for r in caplog.records
+             if r.name.startswith(("aiormq", "aio_pika")) and r.levelno > logging.DEBUG]
+    assert noisy == [], [f"{r.levelname} {r.name}: {r.getMessage()}" for r in noisy]
+    assert not [r for r in caplog.records if r.exc_info and r.levelno > logging.DEBUG]
 
 
 async def test_publishing_while_the_broker_is_unreachable_fails_in_time_or_waits_and_succeeds(

@@ -20,6 +20,7 @@ import aiormq
 from yarl import URL
 
 from relevo.drivers.amqp.settings import AmqpSettings
+from relevo.drivers.client_logs import quiet_connection_events
 from relevo.drivers.tls import ssl_context
 from relevo.errors import DriverUnavailable
 
@@ -34,6 +35,15 @@ CONNECT_ERRORS = (
 
 
 _CLOSE_NOTICE_S = 0.005
+
+# aiormq logs a broker-side close at ERROR and the dropped reader at WARNING with its
+# traceback; AmqpLink says what happened in one line of its own ("connection lost").
+quiet_connection_events(
+    ["aiormq.connection", "aiormq.channel", "aio_pika", "aio_pika.connection",
+     "aio_pika.channel", "aio_pika.robust_connection", "aio_pika.queue", "aio_pika.message"],
+    errors=(OSError, EOFError),  # aiormq's connection errors are ConnectionErrors
+    messages=("Unexpected connection close from remote", "error when creating transport"),
+)
 
 
 def connection_url(settings: AmqpSettings) -> URL:

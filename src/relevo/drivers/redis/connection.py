@@ -16,12 +16,20 @@ from typing import Any
 from redis.asyncio import Connection, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError, TimeoutError
 
+from relevo.drivers.client_logs import quiet_connection_events
 from relevo.drivers.redis.settings import RedisSettings
 from relevo.drivers.settings import TlsSettings
 from relevo.drivers.tls import ssl_context
 
 logger = logging.getLogger("relevo.drivers.redis")
+
+# The driver reports every outage itself ("redis read on ... failed; retrying").
+quiet_connection_events(
+    ["redis", "redis.asyncio.connection", "redis.asyncio.client", "redis.connection"],
+    errors=(OSError, EOFError, ConnectionError, TimeoutError),
+)
 
 READ_MARGIN_S = 10.0
 """How much longer than a blocking read a socket read may take before it counts as dead."""
