@@ -85,6 +85,7 @@ async def _run(app: App) -> None:
     async with app:
         logging.getLogger("relevo").info("running; press Ctrl-C to stop")
         await stop.wait()
+    logging.getLogger("relevo").info("stopped")
 
 
 @main.command()

@@ -9,7 +9,11 @@ its traceback; a Lua error's reason already names file and line.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import logging
+from pathlib import Path
+from types import TracebackType
 
 from relevo.errors import RelevoError
 from relevo.message import Delivery
@@ -22,7 +26,9 @@ def log_failure(
     error: BaseException | None = None,
 ) -> None:
     """Log one failed delivery; `error` is the exception the handler raised, if it did."""
-    trace = error if error is not None and not isinstance(error, RelevoError) else None
+    trace = None
+    if error is not None and not isinstance(error, RelevoError):
+        trace = (type(error), error, _from_the_handler(error.__traceback__))
     log.warning(
         "%s: message %s from %s failed (attempt %d): %s",
         consumer, delivery.id, queue, delivery.attempts, reason,
@@ -30,3 +36,16 @@ def log_failure(
         extra={"queue": queue, "consumer": consumer, "message_id": delivery.id,
                "attempts": delivery.attempts},
     )
+
+
+_MACHINERY = (str(Path(__file__).parents[1]), str(Path(asyncio.__file__).parent),
+              str(Path(concurrent.futures.__file__).parent))
+"""relevo's own frames and the event loop's and thread pool's, which call the handler."""
+
+
+def _from_the_handler(tb: TracebackType | None) -> TracebackType | None:
+    """The traceback from the handler's first frame on: what the user wrote."""
+    first = tb
+    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_MACHINERY):
+        tb = tb.tb_next
+    return tb if tb is not None else first

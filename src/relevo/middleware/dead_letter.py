@@ -76,8 +76,9 @@ class DeadLetter(Middleware):
             call_next(delivery, failure)
             return
         log.warning(
-            "dead-lettered %s from %s to %s after %d attempts: %s",
-            delivery.id, self.source_id, self.target.entry_id, delivery.attempts, failure.reason,
+            "dead-lettered %s from %s to %s after %d attempt%s: %s",
+            delivery.id, self.source_id, self.target.entry_id, delivery.attempts,
+            "" if delivery.attempts == 1 else "s", failure.reason,
         )
         delivery.settler.settle(delivery, Outcome.ACK)
         scope.report(delivery, Settlement(Disposition.DEAD_LETTER, failure.reason))
