@@ -4,6 +4,9 @@
     async with app:
         await app.publish("app.queue:tasks", {"id": "task-123"})
 
+Publish-only (a web app, a script: no consumer starts): `await app.open(start=False)`,
+then `await app.publish(...)`, and `await app.close()` at the end.
+
 Inside a handler: `relevo.message()`, `await relevo.publish(...)`, `relevo.publish_sync(...)`.
 """
 

@@ -74,7 +74,11 @@ class App:
         await self.close()
 
     async def open(self, *, start: bool = True) -> None:
-        """Build the services; with `start`, start the auto_start entries and what they need."""
+        """Build the services; with `start`, start the auto_start entries and what they need.
+
+        `start=False` opens the app publish-only: nothing starts until a publish needs a
+        queue and its driver, and no consumer ever starts (`close()` when done).
+        """
         if self._open:
             raise RelevoError("this app is already running")
         self.loop = asyncio.get_running_loop()
