@@ -17,7 +17,7 @@ from relevo.config.build import Source, load_registry
 from relevo.config.checks import driver_short, merged_options
 from relevo.consumer.consumer import Consumer
 from relevo.context import Runtime, current_runtime
-from relevo.drivers.base import Driver
+from relevo.drivers.base import Driver, QueueStats
 from relevo.drivers.catalog import DRIVER_KINDS
 from relevo.errors import ConfigError, ConfigIssue, QueueNotFound, RelevoError
 from relevo.functions.base import Function
@@ -121,6 +121,11 @@ class App:
                     current_runtime.set(None)
                 self._token = None
 
+    @property
+    def is_open(self) -> bool:
+        """Between `open()` (or `async with`) and `close()`."""
+        return self._open
+
     async def start(self, entry_id: str) -> None:
         await self._running().start([self._entry(entry_id).id])
 
@@ -183,6 +188,17 @@ class App:
                 raise QueueNotFound(f"{text!r} is ambiguous: {', '.join(found)}; give the full ID")
         known = ", ".join(sorted(queues)) or "none"
         raise QueueNotFound(f"no queue entry {text!r}; queues: {known}")
+
+    async def queue_stats(self, queue_id: str) -> QueueStats:
+        """A queue's counts as the driver gives them, with `delayed` and `next_due`."""
+        return await (await self._queue(queue_id)).stats()
+
+    def consumer(self, entry_id: str) -> Consumer | None:
+        """The consumer service of an entry, once the app is open (None before)."""
+        if self._supervisor is None or entry_id not in self._supervisor.services:
+            return None
+        service = self._supervisor.services[entry_id].service
+        return service if isinstance(service, Consumer) else None
 
     async def join(
         self, queue_id: str | None = None, timeout: float = 10.0  # noqa: ASYNC109 - as documented

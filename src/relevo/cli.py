@@ -159,6 +159,25 @@ def purge(path: str, queue_id: str, yes: bool) -> None:
     click.echo(f"purged {_call(_offline(path, queue_id, App.purge))[1]}")
 
 
+@main.command()
+@click.argument("path", type=click.Path())
+@click.option("--listen", default="127.0.0.1:8000", show_default=True, metavar="HOST:PORT")
+@click.option("--read-only", is_flag=True, help="Show everything, refuse every action.")
+def dashboard(path: str, listen: str, read_only: bool) -> None:
+    """Serve the web dashboard of an application's queues (RELEVO_DASHBOARD_TOKEN guards it)."""
+    try:
+        from relevo.dashboard.serve import parse_listen, serve
+    except ImportError as exc:
+        click.echo(f"the dashboard needs its extra: pip install 'relevo[dashboard]' ({exc})",
+                   err=True)
+        sys.exit(1)
+    try:
+        host, port = parse_listen(listen)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--listen") from None
+    _call(serve(_load(path), host, port, read_only))
+
+
 async def _offline(
     path: str, queue: str, action: Callable[[App, str], Awaitable[Any]]
 ) -> tuple[str, Any]:

@@ -119,6 +119,11 @@ class Consumer:
         )
         delivery.ack()
 
+    @property
+    def in_flight(self) -> int:
+        """Deliveries this consumer holds, buffered or in handlers (0 when stopped)."""
+        return 0 if self._pool is None else self._pool.held
+
     async def wait_failure(self) -> BaseException:
         """Resolves if a worker or a task of the subscription dies (a bug, never a
         handler error); the supervisor then restarts this consumer."""

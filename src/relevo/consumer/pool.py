@@ -102,6 +102,13 @@ class WorkerPool:
         waiting = sum(1 for waiter in buffer.waiters if not waiter.done())
         return not buffer.items and waiting == len(self.workers)
 
+    @property
+    def held(self) -> int:
+        """Deliveries buffered or in a handler right now."""
+        waiting = sum(1 for waiter in self.buffer.waiters if not waiter.done())
+        buffered = sum(1 for item in self.buffer.items if item is not None)
+        return buffered + max(0, len(self.workers) - waiting)
+
     def take_buffered(self) -> list[Delivery]:
         """Empty the buffer: deliveries no worker has started."""
         items = self.buffer.items

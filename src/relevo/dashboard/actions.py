@@ -1,0 +1,100 @@
+"""The actions: requeue dead letters, purge a queue, start or stop a consumer.
+
+Each is a POST checked by `Guard.action` (token, CSRF, read-only) before anything
+changes, and answers with a redirect back to the page it came from (303, so a reload
+does not repeat it), carrying what happened in `notice` or `problem`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+from urllib.parse import quote, urlencode
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from relevo.errors import RelevoError
+
+if TYPE_CHECKING:
+    from relevo.dashboard.web import Dashboard
+
+_SHOWN_REASONS = 3
+
+
+def routes(board: Dashboard) -> list[Route]:
+    async def requeue(request: Request) -> Response:
+        form = await board.guard.action(request)
+        queue_id = _queue_id(board, request)
+        ids = [str(v) for v in form.getlist("id")]
+        if not ids and form.get("all") != "1":
+            return _back(request, "dead_letters", queue_id, problem="nothing was selected")
+        try:
+            report = await board.app.requeue_report(queue_id, ids or None)
+        except RelevoError as exc:
+            return _back(request, "dead_letters", queue_id, problem=f"requeue failed: {exc}")
+        notice = f"requeued {report.moved:,} message{'s' if report.moved != 1 else ''}"
+        problem = None
+        if report.refused:
+            reasons = [f"{i}: {r}" for i, r in list(report.refused.items())[:_SHOWN_REASONS]]
+            more = len(report.refused) - len(reasons)
+            problem = f"kept {len(report.refused):,}: " + "; ".join(reasons) + (
+                f"; and {more:,} more" if more > 0 else ""
+            )
+        return _back(request, "dead_letters", queue_id, notice=notice, problem=problem)
+
+    async def purge(request: Request) -> Response:
+        form = await board.guard.action(request)
+        queue_id = _queue_id(board, request)
+        back = "dead_letters" if form.get("back") == "dead_letters" else "queue"
+        if form.get("confirm") != "yes":
+            return _back(request, back, queue_id, problem="tick the box to confirm the purge")
+        try:
+            removed = await board.app.purge(queue_id)
+        except RelevoError as exc:
+            return _back(request, back, queue_id, problem=f"purge failed: {exc}")
+        return _back(request, back, queue_id, notice=f"purged {removed:,} messages")
+
+    async def consumer(request: Request) -> Response:
+        await board.guard.action(request)
+        entry_id = request.path_params["entry_id"]
+        verb = request.path_params["verb"]
+        if verb not in ("start", "stop") or not board.model.has_consumer(entry_id):
+            raise HTTPException(404, f"there is no consumer {entry_id!r} in this application")
+        try:
+            if verb == "start":
+                await board.app.start(entry_id)
+            else:
+                await board.app.stop(entry_id)
+        except RelevoError as exc:
+            return _redirect(request, "consumers", problem=f"{verb} {entry_id} failed: {exc}")
+        return _redirect(request, "consumers", notice=f"{entry_id}: {verb} done")
+
+    return [
+        Route("/dead-letters/{queue_id}/requeue", requeue, methods=["POST"], name="requeue"),
+        Route("/queues/{queue_id}/purge", purge, methods=["POST"], name="purge"),
+        Route("/consumers/{entry_id}/{verb:str}", consumer, methods=["POST"],
+              name="consumer_action"),
+    ]
+
+
+def _queue_id(board: Dashboard, request: Request) -> str:
+    queue_id: str = request.path_params["queue_id"]
+    if not board.model.has_queue(queue_id):
+        raise HTTPException(404, f"there is no queue {queue_id!r} in this application")
+    return queue_id
+
+
+def _back(request: Request, name: str, queue_id: str, **message: str | None) -> Response:
+    path = request.url_for(name, queue_id=quote(queue_id, safe=":")).path
+    return _to(path, message)
+
+
+def _redirect(request: Request, name: str, **message: str | None) -> Response:
+    return _to(request.url_for(name).path, message)
+
+
+def _to(path: str, message: dict[str, str | None]) -> Response:
+    query = urlencode({k: v for k, v in message.items() if v})
+    return RedirectResponse(path + ("?" + query if query else ""), status_code=303)
