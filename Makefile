@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean chromium
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,8 +15,17 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)  ## the quick-start application: 10,000 tasks on the memory driver
 	$(PY) examples/quickstart/demo.py
 
-test: $(STAMP)  ## the whole suite (broker tests skip when a broker is down, fail under CI)
+test: $(STAMP) chromium  ## the whole suite (broker tests skip when a broker is down, fail under CI)
 	$(PY) -m pytest
+
+# The dashboard's browser tests drive Debian's Chromium (never a browser Playwright
+# downloads). Installed here when missing and apt-get can; without it those tests skip
+# locally and fail under CI.
+chromium:
+	@test -x /usr/bin/chromium || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && (DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 \
+	      || (apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null)) \
+	  || echo "make: /usr/bin/chromium is missing; the browser tests will skip (fail under CI)"; }
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks examples
