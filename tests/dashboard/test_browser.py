@@ -7,7 +7,6 @@ screenshots land in docs/images/, where docs/dashboard.md shows them.
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 from collections.abc import Iterator
@@ -64,7 +63,6 @@ def browser_page(tmp_path: Path) -> Iterator[Any]:
 def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Served]:
     monkeypatch.delenv("RELEVO_DASHBOARD_TOKEN", raising=False)
     handlers.reset()
-    logging.getLogger("relevo").setLevel(logging.CRITICAL)  # the failing orders are on purpose
     app = relevo.load(shop(tmp_path / "app"))
     with Served(app, create_app(app, sample_s=0.5)) as server:
         yield server
