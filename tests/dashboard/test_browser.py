@@ -2,7 +2,9 @@
 
 Debian's `chromium` (/usr/bin/chromium) is used, never a browser Playwright downloads.
 Without it the test skips locally and fails under CI (.ci/run installs it). The
-screenshots land in docs/images/, where docs/dashboard.md shows them.
+screenshots are taken on every run; with RELEVO_SCREENSHOTS=1 they are saved into
+docs/images/, where docs/dashboard.md shows them (otherwise into the test's temporary
+folder, so a test run leaves the working tree clean).
 """
 
 from __future__ import annotations
@@ -68,9 +70,15 @@ def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Served]:
         yield server
 
 
-def shot(page: Any, name: str) -> None:
-    IMAGES.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(IMAGES / name), full_page=True)
+@pytest.fixture
+def images(tmp_path: Path) -> Path:
+    return IMAGES if os.environ.get("RELEVO_SCREENSHOTS") == "1" else tmp_path
+
+
+def shot(page: Any, folder: Path, name: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(folder / name), full_page=True)
+    assert (folder / name).stat().st_size > 10_000  # a real picture, not a blank page
 
 
 def wait_for(predicate: Any, what: str, timeout_s: float = 15) -> None:
@@ -83,7 +91,7 @@ def wait_for(predicate: Any, what: str, timeout_s: float = 15) -> None:
 
 
 def test_a_person_sees_counts_live_opens_a_dead_letter_and_requeues_it(
-    served: Served, browser_page: Any
+    served: Served, browser_page: Any, images: Path
 ) -> None:
     from playwright.sync_api import expect
 
@@ -106,7 +114,7 @@ def test_a_person_sees_counts_live_opens_a_dead_letter_and_requeues_it(
     assert page.evaluate("window.sameDocument") is True, "the page reloaded"
     worker_status = page.locator("tr", has_text="shop:order_worker").locator(".status")
     expect(worker_status).to_have_text("running")
-    shot(page, "overview.png")
+    shot(page, images, "overview.png")
 
     page.get_by_role("link", name="shop:orders_dead").click()
     expect(page.locator("h1")).to_contain_text("Dead letters")
@@ -117,7 +125,7 @@ def test_a_person_sees_counts_live_opens_a_dead_letter_and_requeues_it(
     first.locator("summary code").click()
     expect(first.locator("pre.reason-full")).to_contain_text("order 0 has no customer")
     expect(first.locator(".kv")).to_contain_text("c-0")
-    shot(page, "dead-letters.png")
+    shot(page, images, "dead-letters.png")
 
     handlers.state.fixed = True  # the bug is fixed: send the message back
     first.get_by_role("button", name="Requeue this message").click()
@@ -131,11 +139,11 @@ def test_a_person_sees_counts_live_opens_a_dead_letter_and_requeues_it(
     page.locator("details.message summary").first.click()
     expect(page.locator("details.message pre").first).to_contain_text("u0@example.com")
     assert page.locator("details.message code").first.inner_text() == ids[0]
-    shot(page, "queue.png")
+    shot(page, images, "queue.png")
 
     page.goto(served.url + "/consumers")
     expect(page.locator('[data-consumer="shop:order_worker"]')).to_have_text("0")
-    shot(page, "consumers.png")
+    shot(page, images, "consumers.png")
     page.get_by_role("button", name="Stop").click()
     expect(page.locator(".flash.ok")).to_contain_text("stop done")
     expect(page.locator("tr", has_text="shop:order_worker").locator(".status")).to_have_text(
@@ -143,7 +151,7 @@ def test_a_person_sees_counts_live_opens_a_dead_letter_and_requeues_it(
     )
 
     page.goto(served.url + "/delayed")
-    shot(page, "delayed.png")
+    shot(page, images, "delayed.png")
 
 
 def test_a_hostile_body_runs_no_script_in_the_browser(
