@@ -47,7 +47,9 @@ async def redis_prefix() -> AsyncIterator[str]:
             await client.delete(*keys)
 
 
-def redis_app(tmp_path: Path, prefix: str, *, dead_letter: bool, restart: str = "") -> Path:
+def redis_app(
+    tmp_path: Path, prefix: str, *, dead_letter: bool, restart: str = "", claim_idle: str = "2s"
+) -> Path:
     dead = "dead_letter: {queue: dead, max_attempts: 2}" if dead_letter else ""
     return write_app(tmp_path, f"""\
 - name: broker
@@ -55,7 +57,7 @@ def redis_app(tmp_path: Path, prefix: str, *, dead_letter: bool, restart: str = 
   url: {REDIS_URL}
   key_prefix: '{prefix}'
   block: 100ms
-  claim_idle: 2s
+  claim_idle: {claim_idle}
 - name: tasks
   kind: queue.queue
   driver: broker
@@ -225,3 +227,18 @@ async def test_an_amqp_message_without_a_message_id_gets_one_that_it_keeps_acros
     assert failing[0].id != good[0].id
     assert {c.id for c in failing} == {failing[0].id}
     assert [c.attempts for c in failing[:3]] == [1, 2, 3]
+
+
+async def test_a_redis_entry_with_a_damaged_attempt_count_is_repaired_by_its_nack(
+    tmp_path: Path, redis_prefix: str
+) -> None:
+    """A non-numeric `a` field made requeue.lua fail on `tonumber(nil) + 1`, so the nack of
+    such an entry never landed and the entry stayed pending until reclaimed (here, not
+    within the test: claim_idle is long)."""
+    path = redis_app(tmp_path, redis_prefix, dead_letter=True, claim_idle="60s")
+    async with relevo.load(path):
+        async with Redis.from_url(REDIS_URL) as client:
+            await client.xadd(f"{redis_prefix}tasks", {"i": "m-3", "b": '{"n": 3}', "a": "many"})
+        await wait_until(lambda: len(handlers.state.calls) == 1, what="the repaired entry")
+    call = handlers.state.calls[0]
+    assert (call.id, call.body, call.attempts) == ("m-3", {"n": 3}, 2)
