@@ -19,8 +19,8 @@ from relevo.drivers.base import QueueSpec
 from relevo.drivers.postgres import subscription
 from relevo.drivers.postgres.driver import PostgresDriver
 from relevo.drivers.postgres.queries import SCHEMA_VERSION
-from relevo.errors import DriverUnavailable, PublishError
-from relevo.message import Outcome
+from relevo.errors import DriverUnavailable, PublishError, QueueNotFound
+from relevo.message import Envelope, Outcome
 from tests.conftest import require_service
 from tests.drivers.conformance import Collector, DriverConformance, envelope
 from tests.drivers.postgres_support import (
@@ -287,4 +287,25 @@ async def test_peek_remove_and_purge_touch_only_messages_nobody_holds(
     await counts(driver, queue, ready=0, in_flight=1)
     sink.deliveries[0].ack()
     await counts(driver, queue, message_count=0)
+    await sub.close()
+
+
+async def test_concurrent_publishes_share_statements_but_not_failures(
+    driver: PostgresDriver,
+) -> None:
+    queue = await declared(driver)
+    bad = Envelope("bad", b"{}", {"when": object()})  # type: ignore[dict-item]
+    good = [envelope(i) for i in range(50)]
+    results = await asyncio.gather(
+        driver.publish(queue, [bad]), *(driver.publish(queue, [e]) for e in good),
+        driver.publish(f"missing-{uuid.uuid4().hex[:8]}", [envelope("lost")]),
+        return_exceptions=True,
+    )
+    assert isinstance(results[0], PublishError)
+    assert results[1:-1] == [None] * 50
+    assert isinstance(results[-1], QueueNotFound)
+    sink = Collector(auto="ack")
+    sub = await driver.attach(queue, sink, 100, {})
+    await sink.wait_for(50)
+    assert sink.ids == [e.id for e in good], "publish order is kept"
     await sub.close()

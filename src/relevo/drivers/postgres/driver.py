@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
@@ -22,8 +21,9 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from relevo.drivers.base import Capabilities, DeliverySink, QueueSpec, QueueStats
-from relevo.drivers.postgres.boundary import bounded, transient, translated
+from relevo.drivers.postgres.boundary import bounded, translated
 from relevo.drivers.postgres.listener import Listener
+from relevo.drivers.postgres.publisher import Publisher, Rows
 from relevo.drivers.postgres.queries import SCHEMA_VERSION, Queries
 from relevo.drivers.postgres.settings import (
     PostgresConsumerOptions,
@@ -46,6 +46,7 @@ class PostgresDriver:
         self.queries = Queries(self.settings.schema_name)
         self._pool: AsyncConnectionPool | None = None
         self._listener: Listener | None = None
+        self._publisher: Publisher | None = None
         self._subscriptions: set[PostgresSubscription] = set()
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -67,6 +68,7 @@ class PostgresDriver:
             await pool.close()
             raise
         self._pool, self._listener = pool, listener
+        self._publisher = Publisher(pool, self.queries, self.settings)
 
     async def _create_schema(self, pool: AsyncConnectionPool) -> None:
         q = self.queries
@@ -87,6 +89,9 @@ class PostgresDriver:
         for sub in list(self._subscriptions):
             await sub.close()
         self._subscriptions.clear()
+        publisher, self._publisher = self._publisher, None
+        if publisher is not None:
+            await publisher.close()
         listener, self._listener = self._listener, None
         if listener is not None:
             await listener.stop()
@@ -106,27 +111,9 @@ class PostgresDriver:
     ) -> None:
         if not envelopes:
             return
-        params = self._publish_params(queue, envelopes, due)
-        pool = self._db()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.settings.publish_timeout
-        delay = 0.05
-        with translated(f"publish to {queue!r}"):
-            while True:
-                try:
-                    async with asyncio.timeout_at(deadline), pool.connection() as conn:
-                        cur = await conn.execute(self.queries.publish, params)
-                        stored = cur.rowcount
-                    break
-                except Exception as exc:
-                    # A connection the server dropped (a restart) fails once; a fresh one
-                    # may work. Give up at the deadline; a retried batch may duplicate.
-                    if not transient(exc) or loop.time() + delay >= deadline:
-                        raise
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, self.settings.reconnect_max_delay)
-        if stored == 0:
-            raise QueueNotFound(f"postgres queue {queue!r} is not declared")
+        if self._publisher is None:
+            raise DriverUnavailable("postgres driver is not running")
+        await self._publisher.publish(queue, envelopes, due)
 
     async def publish_in(
         self, connection: Any, queue: str, envelopes: Sequence[Envelope],
@@ -141,29 +128,14 @@ class PostgresDriver:
             )
         if not envelopes:
             return
-        params = self._publish_params(queue, envelopes, due)
+        rows = Rows()
+        rows.add(queue, envelopes, due)
         with translated(f"publish to {queue!r}", callers_transaction=True):
             async with asyncio.timeout(self.settings.publish_timeout):
-                cur = await connection.execute(self.queries.publish, params)
+                cur = await connection.execute(self.queries.publish,
+                                               rows.params(queue, self.queries))
         if cur.rowcount == 0:
             raise QueueNotFound(f"postgres queue {queue!r} is not declared")
-
-    def _publish_params(
-        self, queue: str, envelopes: Sequence[Envelope], due: float | None
-    ) -> dict[str, Any]:
-        try:
-            headers = [msgpack.packb(e.headers) if e.headers else None for e in envelopes]
-        except (TypeError, ValueError) as exc:
-            raise PublishError(f"cannot encode headers for {queue!r}: {exc}") from exc
-        return {
-            "queue": queue,
-            "channel": self.queries.channel,
-            "due": due if due is not None and due > time.time() else None,
-            "ids": [e.id for e in envelopes],
-            "bodies": [e.body for e in envelopes],
-            "headers": headers,
-            "attempts": [e.attempts for e in envelopes],
-        }
 
     async def attach(
         self, queue: str, sink: DeliverySink, prefetch: int, options: Mapping[str, Any]

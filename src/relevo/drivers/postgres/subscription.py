@@ -89,12 +89,16 @@ class PostgresSubscription:
             await self.credit.wait()
             if self._cancelled:
                 return
-            self._wake.clear()  # a NOTIFY arriving during the claim sets it again
+            self._wake.clear()  # a NOTIFY (or an ack) arriving during the claim sets it again
             wanted = self.credit.available
+            acks, self._acks = self._acks, []
             try:
-                rows, sleep_s = await self._claim(wanted)
+                rows, sleep_s = await self._claim(wanted, acks)
                 delays = None
-            except Exception as exc:
+            except BaseException as exc:
+                self._acks.extend(acks)  # maybe not applied: send them again (idempotent)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
                 if not transient(exc):
                     logger.exception("postgres claim on %s failed", self.queue)
                 delays = delays or backoff_s(self.settings)
@@ -105,19 +109,20 @@ class PostgresSubscription:
                 continue
             if rows:
                 self._deliver(rows)
-            if len(rows) < wanted:
+            if len(rows) < wanted and not self._acks:
                 try:
                     async with asyncio.timeout(sleep_s):
                         await self._wake.wait()
                 except TimeoutError:
                     pass
 
-    async def _claim(self, limit: int) -> tuple[Sequence[Any], float]:
-        """Claimed rows, and how long to sleep if they were fewer than asked."""
+    async def _claim(self, limit: int, acks: list[int]) -> tuple[Sequence[Any], float]:
+        """Ack `acks` and claim up to `limit` rows in one statement; and if fewer rows came
+        than asked, how long to sleep before the next delayed row is due."""
         q = self.queries
         async with self.pool.connection() as conn:
             cur = conn.cursor(binary=True)
-            await cur.execute(q.claim, self._params | {"limit": limit})
+            await cur.execute(q.claim, self._params | {"limit": limit, "acks": acks})
             rows = await cur.fetchall()
             if len(rows) == limit:
                 return rows, 0.0
@@ -132,7 +137,7 @@ class PostgresSubscription:
 
     def _deliver(self, rows: Sequence[Any]) -> None:
         credit, sink = self.credit, self.sink
-        for seq, message_id, body, headers, attempts, _due in sorted(rows, key=_order):
+        for seq, message_id, body, headers, attempts in rows:
             try:
                 delivery = Delivery(
                     self, message_id, body, msgpack.unpackb(headers) if headers else None,
@@ -158,6 +163,9 @@ class PostgresSubscription:
             return
         if outcome is Outcome.ACK:
             self._acks.append(delivery.tag)
+            if not self._cancelled:  # the fetch loop sends it with its next claim
+                self._wake.set()
+                return
         elif outcome is Outcome.NACK:
             self._nacks.append((delivery.tag, due))
         else:
@@ -173,10 +181,13 @@ class PostgresSubscription:
                 return
 
     async def _flush(self) -> None:
-        acks, nacks, releases = self._acks, self._nacks, self._releases
+        acks: list[int] = []
+        if self._cancelled:  # else the fetch loop sends acks with its claims
+            acks, self._acks = self._acks, []
+        nacks, releases = self._nacks, self._releases
         if not (acks or nacks or releases):
             return
-        self._acks, self._nacks, self._releases = [], [], []
+        self._nacks, self._releases = [], []
         q, params = self.queries, self._params
         delays = None
         while True:
@@ -243,11 +254,6 @@ class PostgresSubscription:
             await conn.execute(q.give_back, params | {"held": held})
             await conn.execute(q.leave, params)
             await conn.execute(q.notify, params)
-
-
-def _order(row: Any) -> tuple[Any, int]:
-    """Rows in queue order: due time, then publish order."""
-    return row[5], row[0]
 
 
 async def _stop(task: asyncio.Task[None]) -> None:

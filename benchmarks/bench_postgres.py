@@ -1,0 +1,219 @@
+"""PostgreSQL throughput: relevo's postgres driver next to a raw psycopg SKIP LOCKED loop,
+and procrastinate where installed.
+
+    .venv/bin/python -m benchmarks.bench_postgres [--messages 20000] [--skip-peers]
+
+One process, small messages, batches of 100 everywhere. Every run measures the raw
+psycopg baseline in the same process: publish is one `INSERT ... SELECT FROM unnest`
+of 100 rows per statement; drain is one `DELETE ... WHERE seq IN (SELECT ... ORDER BY
+seq LIMIT 100 FOR UPDATE SKIP LOCKED) RETURNING` per batch, in a loop: the least work a
+queue on PostgreSQL can do (no lease, no attempt count, nothing to survive a crash
+between claim and ack). relevo drains through one subscription (prefetch 100, 16
+workers acking). procrastinate (the peer) defers in batches of 100 and runs one worker
+with concurrency 16. Needs PostgreSQL at $RELEVO_POSTGRES_DSN (default
+postgresql://postgres@127.0.0.1:5432/postgres); every table lives in throwaway schemas,
+dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+import textwrap
+import time
+import uuid
+from typing import Any
+
+import psycopg
+
+from benchmarks.broker_rows import Row, drain_driver, rate, table
+from relevo.drivers.base import QueueSpec
+from relevo.drivers.postgres.driver import PostgresDriver
+from relevo.drivers.postgres.settings import PostgresSettings
+from relevo.message import Envelope
+from relevo.queue import message_ids
+
+next_id = message_ids.next  # the IDs relevo gives messages, for the raw loop too
+
+DSN = os.environ.get("RELEVO_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+CONCURRENCY = 16
+BATCH = 100  # rows per publish statement, per raw claim, and relevo's prefetch
+BODY = b'{"id": "task-123", "action": "process", "n": 1}'
+PEER_TIMEOUT_S = 45.0
+ROUNDS = 3
+RUN = uuid.uuid4().hex[:8]
+SCHEMAS = {"raw": f"relevo_bench_raw_{RUN}", "relevo": f"relevo_bench_{RUN}",
+           "procrastinate": f"relevo_bench_procrastinate_{RUN}"}
+
+
+async def connect(**options: Any) -> psycopg.AsyncConnection[Any]:
+    return await psycopg.AsyncConnection.connect(DSN, autocommit=True, **options)
+
+
+# -- raw psycopg: the baseline ---------------------------------------------------------
+
+
+async def raw_psycopg(count: int) -> Row:
+    schema = SCHEMAS["raw"]
+    async with await connect() as conn:
+        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+        await conn.execute(f"CREATE TABLE IF NOT EXISTS {schema}.jobs (seq bigint GENERATED "
+                           "ALWAYS AS IDENTITY PRIMARY KEY, id text NOT NULL, body bytea NOT NULL)")
+        insert = (f"INSERT INTO {schema}.jobs (id, body) "
+                  "SELECT * FROM unnest(%s::text[], %s::bytea[])")
+        started = time.perf_counter()
+        for first in range(0, count, BATCH):
+            size = min(BATCH, count - first)
+            await conn.execute(insert, ([next_id() for _ in range(size)], [BODY] * size))
+        published = rate(count, started)
+
+        claim = (f"DELETE FROM {schema}.jobs WHERE seq IN (SELECT seq FROM {schema}.jobs "
+                 f"ORDER BY seq LIMIT {BATCH} FOR UPDATE SKIP LOCKED) RETURNING id, body")
+        seen = 0
+        started = time.perf_counter()
+        while seen < count:
+            cur = await conn.execute(claim)
+            seen += len(await cur.fetchall())
+        drained = rate(count, started)
+    return Row("raw psycopg SKIP LOCKED (baseline)", published, drained,
+               f"INSERT unnest x{BATCH}; DELETE .. SKIP LOCKED x{BATCH} RETURNING")
+
+
+# -- relevo: the driver ------------------------------------------------------------------
+
+
+async def relevo_driver(count: int) -> list[Row]:
+    name = "driver"
+    settings = PostgresSettings.model_validate({"dsn": DSN, "schema": SCHEMAS["relevo"]})
+    driver = PostgresDriver(settings)
+    await driver.start()
+    try:
+        await driver.declare(QueueSpec(name, {}))
+        started = time.perf_counter()
+        for first in range(0, count, BATCH):
+            size = min(BATCH, count - first)
+            await driver.publish(name, [Envelope(next_id(), BODY) for _ in range(size)])
+        batch_rate = rate(count, started)
+        drained = await drain_driver(driver, name, count, CONCURRENCY, BATCH)
+
+        # One message per publish call, 100 publishers at once: `app.publish` from many
+        # handlers (each call one statement on a pooled connection).
+        single = count // 10
+        per_task = single // BATCH
+
+        async def publisher() -> None:
+            for _ in range(per_task):
+                await driver.publish(name, [Envelope(next_id(), BODY)])
+
+        started = time.perf_counter()
+        await asyncio.gather(*(publisher() for _ in range(BATCH)))
+        single_rate = rate(per_task * BATCH, started)
+        await driver.purge(name)
+    finally:
+        await driver.stop()
+    return [
+        Row("relevo postgres driver", batch_rate, drained,
+            f"publish x{BATCH}; 1 subscription, prefetch {BATCH}, {CONCURRENCY} workers"),
+        Row("relevo postgres driver, 1 per publish", single_rate, None,
+            f"{BATCH} concurrent publishers, pool of {settings.pool_size}"),
+    ]
+
+
+# -- procrastinate: the peer -------------------------------------------------------------
+
+
+async def procrastinate_peer(count: int) -> Row:
+    import procrastinate
+
+    schema = SCHEMAS["procrastinate"]
+    async with await connect() as conn:
+        await conn.execute(f"CREATE SCHEMA {schema}")
+    connector = procrastinate.PsycopgConnector(
+        conninfo=DSN, kwargs={"options": f"-c search_path={schema}"}
+    )
+    app = procrastinate.App(connector=connector)
+    seen = 0
+
+    @app.task(name="noop", queue="bench")
+    async def noop(n: int) -> None:
+        nonlocal seen
+        seen += 1
+
+    async with app.open_async():
+        await app.schema_manager.apply_schema_async()
+        started = time.perf_counter()
+        for first in range(0, count, BATCH):
+            await noop.batch_defer_async(
+                *({"n": n} for n in range(first, min(first + BATCH, count)))
+            )
+        published = rate(count, started)
+        started = time.perf_counter()
+        await app.run_worker_async(queues=["bench"], concurrency=CONCURRENCY, wait=False,
+                                   install_signal_handlers=False, delete_jobs="always")
+        drained = rate(count, started)
+    assert seen == count, f"procrastinate ran {seen} of {count} jobs"
+    return Row(f"procrastinate {procrastinate.__version__}", published, drained,
+               f"{count:,} jobs; batch_defer x{BATCH}; worker concurrency {CONCURRENCY}")
+
+
+# -- the table ---------------------------------------------------------------------------
+
+
+def best(rows: list[Row]) -> Row:
+    """The best publish and the best drain figure of the same measurement's rounds."""
+    def top(values: list[float | None]) -> float | None:
+        present = [v for v in values if v is not None]
+        return max(present) if present else None
+
+    first = rows[0]
+    return Row(first.name, top([r.publish for r in rows]), top([r.drain for r in rows]),
+               first.note)
+
+
+async def drop_schemas() -> None:
+    async with await connect() as conn:
+        for schema in SCHEMAS.values():
+            await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+async def main(count: int, skip_peers: bool) -> None:
+    print(textwrap.dedent(f"""\
+        PostgreSQL benchmark: {count:,} messages of {len(BODY)} bytes, batches of {BATCH}.
+        Python {sys.version.split()[0]}, psycopg {psycopg.__version__}, server at {DSN}.
+        The machine is shared: absolute figures are noisy, compare the ratios.
+        """))
+    logging.getLogger("procrastinate").setLevel(logging.ERROR)
+    try:
+        # Interleaved rounds, best of each: other work on a shared machine slows single
+        # runs at random, and the best run is the one it disturbed least.
+        rounds = [(await raw_psycopg(count), *await relevo_driver(count)) for _ in range(ROUNDS)]
+        rows = [best([r[i] for r in rounds]) for i in range(len(rounds[0]))]
+        baseline = rows[0]
+        print(f"  measured the raw loop and the driver (best of {ROUNDS} rounds)", flush=True)
+        if not skip_peers:
+            try:
+                # procrastinate runs one job per fetch: a tenth of the volume keeps the
+                # run bounded; its rates are per second all the same.
+                rows.append(await asyncio.wait_for(procrastinate_peer(max(100, count // 10)),
+                                                   PEER_TIMEOUT_S))
+                print(f"  measured {rows[-1].name}", flush=True)
+            except ImportError:
+                print("(procrastinate is not installed: skipped)")
+            except Exception as exc:  # a peer's failure must not hide relevo's numbers
+                print(f"(procrastinate failed: {exc!r})")
+        print(table(rows, baseline))
+    finally:
+        with contextlib.suppress(Exception):
+            await drop_schemas()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=20_000)
+    parser.add_argument("--skip-peers", action="store_true")
+    args = parser.parse_args()
+    asyncio.run(main(args.messages, args.skip_peers))

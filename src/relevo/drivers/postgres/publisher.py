@@ -1,0 +1,142 @@
+"""Publishing: concurrent publishes to one queue coalesced into one INSERT.
+
+Each queue has at most one statement in flight; publishes that arrive meanwhile wait and
+go together in the next one (their envelopes in arrival order, each caller's in its own
+order). A hundred handlers publishing one message each therefore cost about one round
+trip and one commit per hundred messages, not one each; a lone publisher pays nothing
+extra. Each caller gives up on its own after `publish_timeout` (DriverUnavailable).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import msgpack
+from psycopg_pool import AsyncConnectionPool
+
+from relevo.drivers.postgres.boundary import transient, translated
+from relevo.drivers.postgres.queries import Queries
+from relevo.drivers.postgres.settings import PostgresSettings
+from relevo.errors import DriverUnavailable, PublishError, QueueNotFound
+from relevo.message import Envelope
+
+
+class Rows:
+    """The columns of a batch of envelopes, as the publish statement takes them."""
+
+    __slots__ = ("attempts", "bodies", "dues", "headers", "ids")
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        self.bodies: list[bytes] = []
+        self.headers: list[bytes | None] = []
+        self.attempts: list[int] = []
+        self.dues: list[float | None] = []
+
+    def add(self, queue: str, envelopes: Sequence[Envelope], due: float | None) -> None:
+        """Append envelopes; PublishError (and nothing appended) for unencodable headers."""
+        try:
+            headers = [msgpack.packb(e.headers) if e.headers else None for e in envelopes]
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise PublishError(f"cannot encode headers for {queue!r}: {exc}") from exc
+        self.headers += headers
+        self.ids += [e.id for e in envelopes]
+        self.bodies += [e.body for e in envelopes]
+        self.attempts += [e.attempts for e in envelopes]
+        self.dues += [due] * len(envelopes)
+
+    def params(self, queue: str, queries: Queries) -> dict[str, Any]:
+        return {"queue": queue, "channel": queries.channel, "ids": self.ids,
+                "bodies": self.bodies, "headers": self.headers, "attempts": self.attempts,
+                "dues": self.dues}
+
+
+class Publisher:
+    """The writers behind `PostgresDriver.publish`, one per queue while it has work."""
+
+    def __init__(
+        self, pool: AsyncConnectionPool, queries: Queries, settings: PostgresSettings
+    ) -> None:
+        self.pool = pool
+        self.queries = queries
+        self.settings = settings
+        self._pending: dict[str, list[tuple[Rows, asyncio.Future[None]]]] = {}
+        self._writers: dict[str, asyncio.Task[None]] = {}
+
+    async def publish(self, queue: str, envelopes: Sequence[Envelope], due: float | None) -> None:
+        rows = Rows()
+        rows.add(queue, envelopes, due)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._pending.setdefault(queue, []).append((rows, future))
+        if queue not in self._writers:
+            self._writers[queue] = loop.create_task(
+                self._write_loop(queue), name=f"relevo-pg-publish:{queue}"
+            )
+        done, _ = await asyncio.wait({future}, timeout=self.settings.publish_timeout)
+        if not done:
+            future.cancel()
+            raise DriverUnavailable(
+                f"postgres publish to {queue!r} did not complete within the publish "
+                f"timeout of {self.settings.publish_timeout}s"
+            )
+        future.result()
+
+    async def close(self) -> None:
+        for task in list(self._writers.values()):
+            task.cancel()
+            await asyncio.wait({task}, timeout=2.0)
+
+    async def _write_loop(self, queue: str) -> None:
+        try:
+            while batch := self._pending.pop(queue, None):
+                waiting = [(rows, future) for rows, future in batch if not future.done()]
+                if not waiting:
+                    continue
+                merged = waiting[0][0]
+                for rows, _ in waiting[1:]:
+                    merged.ids += rows.ids
+                    merged.bodies += rows.bodies
+                    merged.headers += rows.headers
+                    merged.attempts += rows.attempts
+                    merged.dues += rows.dues
+                try:
+                    await self._write(queue, merged)
+                except BaseException as exc:
+                    for _, future in waiting:
+                        if not future.done():
+                            future.set_exception(
+                                exc if isinstance(exc, Exception)
+                                else DriverUnavailable("postgres driver stopped")
+                            )
+                    if not isinstance(exc, Exception):
+                        raise
+                else:
+                    for _, future in waiting:
+                        if not future.done():
+                            future.set_result(None)
+        finally:
+            self._writers.pop(queue, None)
+
+    async def _write(self, queue: str, rows: Rows) -> None:
+        """One INSERT; a connection the server dropped (a restart) is retried on a fresh
+        one until the publish timeout. A retried batch may be stored twice, never lost."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.publish_timeout
+        delay = 0.05
+        params = rows.params(queue, self.queries)
+        with translated(f"publish to {queue!r}"):
+            while True:
+                try:
+                    async with asyncio.timeout_at(deadline), self.pool.connection() as conn:
+                        cur = await conn.execute(self.queries.publish, params)
+                    break
+                except Exception as exc:
+                    if not transient(exc) or loop.time() + delay >= deadline:
+                        raise
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, self.settings.reconnect_max_delay)
+        if cur.rowcount == 0:
+            raise QueueNotFound(f"postgres queue {queue!r} is not declared")
