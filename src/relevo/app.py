@@ -7,11 +7,13 @@ import time
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from contextvars import Token
 from dataclasses import replace
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 
 from relevo import dead_letters
 from relevo.backoff import Backoff
+from relevo.clock import due_time
 from relevo.codecs import CODECS
 from relevo.config.build import Source, load_registry
 from relevo.config.checks import driver_short, merged_options
@@ -26,6 +28,7 @@ from relevo.ids import split
 from relevo.middleware.base import Middleware
 from relevo.middleware.dead_letter import DeadLetter
 from relevo.middleware.entries import ENTRY_MIDDLEWARES
+from relevo.middleware.retry import RetryPolicy
 from relevo.queue import Queue
 from relevo.registry import Entry, Registry
 from relevo.supervisor.service import Service, Supervised
@@ -142,21 +145,29 @@ class App:
 
     async def publish(
         self, queue_id: str, data: Any, headers: Mapping[str, Any] | None = None,
-        *, connection: Any = None,
+        *, connection: Any = None, delay: float | str | None = None,
+        at: datetime | float | None = None,
     ) -> str:
         """Publish one message; returns its ID (the `.id` its handler will see).
 
         `connection`, a psycopg AsyncConnection, publishes inside its open transaction
         (postgres driver only): the message exists if and only if that transaction commits.
+        `delay` (seconds or "30s") or `at` (an aware datetime or epoch seconds): the
+        message waits in the driver's store and is not delivered before then.
         """
-        return await (await self._queue(queue_id)).publish(data, headers, connection)
+        due = due_time(delay, at)
+        queue = await self._queue(queue_id)
+        return await queue.publish(data, headers, connection, due)
 
     async def publish_batch(
         self, queue_id: str, items: Iterable[Any], headers: Mapping[str, Any] | None = None,
-        *, connection: Any = None,
+        *, connection: Any = None, delay: float | str | None = None,
+        at: datetime | float | None = None,
     ) -> list[str]:
         """Publish many messages in one driver call; returns their IDs in order."""
-        return await (await self._queue(queue_id)).publish_batch(items, headers, connection)
+        due = due_time(delay, at)
+        queue = await self._queue(queue_id)
+        return await queue.publish_batch(items, headers, connection, due)
 
     async def info(self, queue_id: str) -> dict[str, int]:
         """`message_count`, `ready`, `in_flight`, `consumer_count` (and `delayed`) of a queue.
@@ -373,6 +384,11 @@ class App:
             middlewares.append(
                 DeadLetter(queue.entry_id, self.queues[dead_letter.queue], dead_letter.max_attempts)
             )
+        retry = queue_entry.settings.retry
+        if retry is not None:
+            middlewares.append(RetryPolicy(
+                Backoff(retry.initial_delay, retry.max_delay, retry.factor, retry.jitter)
+            ))
         short = driver_short(self.registry.entries, entry)
         return Consumer(
             entry.id, queue, function,

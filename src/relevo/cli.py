@@ -95,7 +95,12 @@ async def _run(app: App) -> None:
 @click.option("--header", "headers", multiple=True, metavar="K=V",
               help="A header; V is read as JSON when it parses (7, true, 0.5), else as text.")
 @click.option("--count", default=1, show_default=True, type=click.IntRange(min=1))
-def publish(path: str, queue_id: str, data: str, headers: tuple[str, ...], count: int) -> None:
+@click.option("--delay", default=None, metavar="DURATION",
+              help="Deliver no sooner than this from now: 30s, 5m, 1h or seconds.")
+def publish(
+    path: str, queue_id: str, data: str, headers: tuple[str, ...], count: int,
+    delay: str | None,
+) -> None:
     """Publish DATA (JSON) to QUEUE_ID, COUNT times. Never starts consumers."""
     try:
         body = json.loads(data)
@@ -103,7 +108,9 @@ def publish(path: str, queue_id: str, data: str, headers: tuple[str, ...], count
         raise click.BadParameter(f"not JSON: {exc}", param_hint="DATA") from exc
     header_map = dict(_header(h) for h in headers)
     target, ids = _call(_offline(
-        path, queue_id, lambda app, q: app.publish_batch(q, [body] * count, header_map)
+        path, queue_id, lambda app, q: app.publish_batch(
+            q, [body] * count, header_map, delay=_seconds_or_text(delay)
+        )
     ))
     if count == 1:
         click.echo(ids[0])
@@ -205,6 +212,14 @@ def _call(coro: Any) -> Any:
     except RelevoError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
+
+
+def _seconds_or_text(text: str | None) -> float | str | None:
+    """'30' is 30 seconds, as a number is in config; '30s' stays a duration string."""
+    try:
+        return float(text) if text is not None else None
+    except ValueError:
+        return text
 
 
 def _header(text: str) -> tuple[str, Any]:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 from contextvars import ContextVar
+from datetime import datetime
 from typing import Any, Protocol
 
+from relevo.clock import due_time
 from relevo.errors import NoDeliveryContext, RelevoError
 from relevo.message import Delivery, Headers
 
@@ -20,7 +22,10 @@ class Runtime(Protocol):
 
     loop: asyncio.AbstractEventLoop | None  # None until the app runs
 
-    async def publish(self, queue_id: str, data: Any, headers: Headers | None = None) -> str: ...
+    async def publish(
+        self, queue_id: str, data: Any, headers: Headers | None = None, *,
+        delay: float | str | None = None, at: datetime | float | None = None,
+    ) -> str: ...
 
     async def info(self, queue_id: str) -> dict[str, int]: ...
 
@@ -45,22 +50,30 @@ def runtime() -> Runtime:
     return app
 
 
-async def publish(queue_id: str, data: Any, headers: Headers | None = None) -> str:
-    """Publish through the running app; returns the message ID."""
-    return await runtime().publish(queue_id, data, headers)
+async def publish(
+    queue_id: str, data: Any, headers: Headers | None = None, *,
+    delay: float | str | None = None, at: datetime | float | None = None,
+) -> str:
+    """Publish through the running app; returns the message ID. `delay`/`at`: as
+    `App.publish`, not delivered before then."""
+    return await runtime().publish(queue_id, data, headers, delay=delay, at=at)
 
 
 def publish_sync(
-    queue_id: str, data: Any, headers: Headers | None = None, timeout_s: float | None = None
+    queue_id: str, data: Any, headers: Headers | None = None, timeout_s: float | None = None,
+    *, delay: float | str | None = None, at: datetime | float | None = None,
 ) -> str:
     """Publish from a sync handler's thread; blocks until the message is stored."""
+    due_time(delay, at)  # a bad delay or at fails here, in the caller's thread
     app = runtime()
     loop = app.loop
     if loop is None:
         raise RelevoError("the app is not running")
     if _running_loop() is loop:
         raise RelevoError("publish_sync() would block the event loop; use `await relevo.publish`")
-    future = asyncio.run_coroutine_threadsafe(app.publish(queue_id, data, headers), loop)
+    future = asyncio.run_coroutine_threadsafe(
+        app.publish(queue_id, data, headers, delay=delay, at=at), loop
+    )
     return future.result(timeout_s)
 
 

@@ -11,11 +11,11 @@ import asyncio
 import enum
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from relevo import clock
 from relevo.durations import parse_duration_s
 
 HeaderValue = str | int | float | bool
@@ -105,7 +105,7 @@ def settle_failure(delivery: Delivery, failure: Failure) -> Disposition:
         delivery.settler.settle(delivery, Outcome.ACK)
         return Disposition.REJECT
     if failure.delay_s:
-        delivery.settler.settle(delivery, Outcome.NACK, time.time() + failure.delay_s)
+        delivery.settler.settle(delivery, Outcome.NACK, clock.now() + failure.delay_s)
         return Disposition.RETRY
     delivery.settler.settle(delivery, Outcome.NACK)
     return Disposition.NACK

@@ -85,19 +85,21 @@ class Queue:
         """Nothing to release: the queue lives on in its driver."""
 
     async def publish(
-        self, data: Any, headers: Mapping[str, Any] | None = None, connection: Any = None
+        self, data: Any, headers: Mapping[str, Any] | None = None, connection: Any = None,
+        due: float | None = None,
     ) -> str:
+        """Store one message; with `due` (epoch seconds) it waits until then."""
         message_id = message_ids.next()
         envelopes = (Envelope(message_id, self._encode(data), check_headers(headers)),)
-        if self._publish_chain is None and connection is None:
+        if self._publish_chain is None and connection is None and due is None:
             await self.driver.publish(self.name, envelopes)
         else:
-            await self._through_hooks(envelopes, None, connection)
+            await self._through_hooks(envelopes, due, connection)
         return message_id
 
     async def publish_batch(
         self, items: Iterable[Any], headers: Mapping[str, Any] | None = None,
-        connection: Any = None,
+        connection: Any = None, due: float | None = None,
     ) -> list[str]:
         """Publish many bodies in one driver call; all share `headers`."""
         checked = check_headers(headers)
@@ -105,19 +107,22 @@ class Queue:
         envelopes = [
             Envelope(next_id(), encode(item), dict(checked) if checked else None) for item in items
         ]
-        if self._publish_chain is None and connection is None:
+        if self._publish_chain is None and connection is None and due is None:
             await self.driver.publish(self.name, envelopes)
         else:
-            await self._through_hooks(envelopes, None, connection)
+            await self._through_hooks(envelopes, due, connection)
         return [envelope.id for envelope in envelopes]
 
     async def _through_hooks(
         self, envelopes: Sequence[Envelope], due: float | None, connection: Any
     ) -> None:
-        """Publish through the `publish` hooks, or in the caller's transaction, or both."""
+        """Publish through the `publish` hooks, in the caller's transaction, delayed."""
+        if due is not None and not self.driver.capabilities.delays:
+            raise PublishError(
+                f"{self.entry_id}: its driver cannot hold delayed messages (delay=, at=)"
+            )
         if connection is None:
-            assert self._publish_chain is not None
-            await self._publish_chain(envelopes, due)
+            await (self._publish_chain or self._store)(envelopes, due)
             return
         driver = self.driver
         if not isinstance(driver, ConnectionPublisher):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -22,16 +23,21 @@ from relevo.errors import QueueNotFound
 from relevo.message import Delivery, Envelope
 from tests.waiting import wait_until
 
+DELAY_S = 0.3  # how far ahead delayed checks schedule: short, but past any start-up work
+CLOCK_SLACK_S = 0.002  # float rounding of due times stored by a broker
+
 
 class Collector:
     """A sink that records deliveries; `auto` settles each one on arrival."""
 
     def __init__(self, auto: str | None = None) -> None:
         self.deliveries: list[Delivery] = []
+        self.arrived: list[float] = []  # wall time of each delivery
         self.auto = auto
 
     def __call__(self, delivery: Delivery) -> None:
         self.deliveries.append(delivery)
+        self.arrived.append(time.time())
         if self.auto == "ack":
             delivery.ack()
 
@@ -545,3 +551,91 @@ class DriverConformance:
             await driver.remove(name, ["x"])
         with pytest.raises(QueueNotFound):
             await driver.purge(name)
+
+    # -- delays (capabilities.delays) -----------------------------------------------
+
+    def require_delays(self, driver: Driver) -> None:
+        if not driver.capabilities.delays:
+            pytest.skip("this driver cannot hold delayed messages")
+
+    async def test_a_delayed_message_keeps_id_headers_and_attempts_and_is_never_early(
+        self, driver: Driver, queue: str
+    ) -> None:
+        self.require_delays(driver)
+        sent = envelope(1, correlation_id="c-1", count=7)
+        sent.attempts = 2
+        sink = Collector()
+        sub = await self.attach(driver, queue, sink)
+        due = time.time() + DELAY_S
+        await driver.publish(queue, [sent], due)
+        await sink.wait_for(1)
+        delivery = sink.deliveries[0]
+        assert sink.arrived[0] >= due - CLOCK_SLACK_S, f"{due - sink.arrived[0]:.3f}s early"
+        assert (delivery.id, delivery.body, delivery.attempts) == (sent.id, sent.body, 3)
+        assert delivery.headers == {"correlation_id": "c-1", "count": 7}
+        delivery.ack()
+        await self.wait_counts(driver, queue, message_count=0, delayed=0)
+        await sub.close()
+
+    async def test_a_delayed_message_is_apart_from_message_count_until_due_then_ready(
+        self, driver: Driver, queue: str
+    ) -> None:
+        """Counted as `delayed` while it waits; once due it counts as ready, consumer or not."""
+        self.require_delays(driver)
+        due = time.time() + DELAY_S
+        await driver.publish(queue, [envelope(1), envelope(2)], due)
+        stats = await driver.info(queue)
+        assert (stats.message_count, stats.delayed) == (0, 2)
+        assert stats.next_due is None or abs(stats.next_due - due) < 0.01
+        await self.wait_counts(driver, queue, ready=2, delayed=0)
+        assert time.time() >= due - CLOCK_SLACK_S
+
+    async def test_a_due_time_in_the_past_is_ready_at_once(
+        self, driver: Driver, queue: str
+    ) -> None:
+        self.require_delays(driver)
+        await driver.publish(queue, [envelope(1)], time.time() - 60)
+        await self.wait_counts(driver, queue, ready=1, delayed=0, timeout_s=2)
+
+    async def test_a_delayed_nack_stores_the_copy_before_the_original_leaves(
+        self, driver: Driver, queue: str
+    ) -> None:
+        """At no moment between the nack and its due time is the message in neither place."""
+        self.require_delays(driver)
+        sent = envelope(1, k="v")
+        await driver.publish(queue, [sent])
+        sink = Collector()
+        sub = await self.attach(driver, queue, sink)
+        await sink.wait_for(1)
+        due = time.time() + DELAY_S
+        driver_delay = due - time.time()
+        assert sink.deliveries[0].nack("retry me", delay=driver_delay) is True
+        while len(sink.deliveries) < 2:
+            stats = await driver.info(queue)
+            assert stats.message_count + stats.delayed >= 1, "the message was nowhere"
+            await asyncio.sleep(0.01)
+            assert time.time() < due + 10, "never came back"
+        again = sink.deliveries[1]
+        assert (again.id, again.attempts, again.headers) == (sent.id, 2, {"k": "v"})
+        assert sink.arrived[1] >= due - CLOCK_SLACK_S, f"{due - sink.arrived[1]:.3f}s early"
+        again.ack()
+        await self.wait_counts(driver, queue, message_count=0, delayed=0)
+        await sub.close()
+
+    async def test_competing_consumers_get_each_delayed_message_once(
+        self, driver: Driver, queue: str
+    ) -> None:
+        self.require_delays(driver)
+        sinks = [Collector(auto="ack"), Collector(auto="ack"), Collector(auto="ack")]
+        subs = [await self.attach(driver, queue, sink, prefetch=5) for sink in sinks]
+        sent = [envelope(i) for i in range(30)]
+        due = time.time() + DELAY_S
+        await driver.publish(queue, sent[:15], due)
+        await driver.publish(queue, sent[15:], due + 0.1)
+        await wait_until(lambda: sum(len(s.deliveries) for s in sinks) >= 30, 10, "30")
+        await self.wait_counts(driver, queue, message_count=0, delayed=0)
+        assert min(t for s in sinks for t in s.arrived) >= due - CLOCK_SLACK_S
+        got = [i for s in sinks for i in s.ids]
+        assert sorted(got) == sorted(e.id for e in sent)
+        for sub in subs:
+            await sub.close()

@@ -6,7 +6,8 @@ from relevo import errors
 
 def test_the_top_level_exports_are_exactly_the_curated_api() -> None:
     assert sorted(relevo.__all__) == [
-        "App", "Delivery", "errors", "load", "message", "publish", "publish_sync",
+        "App", "Delivery", "Reject", "Retry", "errors", "load", "message", "publish",
+        "publish_sync",
     ]
     for name in relevo.__all__:
         assert hasattr(relevo, name), name

@@ -51,6 +51,15 @@ class DeadLetter(StrictModel):
     max_attempts: int = Field(default=3, ge=1)
 
 
+class RetryPolicy(StrictModel):
+    """`retry` of a queue: failed delivery n waits min(max_delay, initial_delay * factor**(n-1))."""
+
+    initial_delay: DurationS = Field(default=1.0, ge=0.0)
+    max_delay: DurationS = Field(default=300.0, ge=0.0)
+    factor: float = Field(default=2.0, ge=1.0)
+    jitter: float = Field(default=0.1, ge=0.0, le=1.0)
+
+
 Codec = Literal["json/plain", "application/msgpack"]
 
 
@@ -63,6 +72,7 @@ class QueueSettings(StrictModel):
     options: dict[str, Any] = {}
     driver_options: dict[str, dict[str, Any]] = {}
     dead_letter: DeadLetter | None = None
+    retry: RetryPolicy | None = None
 
 
 class ConsumerSettings(StrictModel):

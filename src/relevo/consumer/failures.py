@@ -38,6 +38,16 @@ def log_failure(
     )
 
 
+def log_retry(consumer: str, queue: str, delivery: Delivery, reason: str, after_s: float) -> None:
+    """A handler asked for a retry (`relevo.Retry`): INFO, it is no error."""
+    log.info(
+        "%s: message %s from %s retried in %gs (attempt %d): %s",
+        consumer, delivery.id, queue, after_s, delivery.attempts, reason,
+        extra={"queue": queue, "consumer": consumer, "message_id": delivery.id,
+               "attempts": delivery.attempts},
+    )
+
+
 _MACHINERY = (str(Path(__file__).parents[1]), str(Path(asyncio.__file__).parent),
               str(Path(concurrent.futures.__file__).parent))
 """relevo's own frames and the event loop's and thread pool's, which call the handler."""

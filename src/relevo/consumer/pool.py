@@ -14,9 +14,10 @@ from collections.abc import Callable
 from types import CoroutineType
 from typing import Any
 
-from relevo.consumer.failures import log_failure
+from relevo.consumer.failures import log_failure, log_retry
 from relevo.consumer.settle import describe, nack_reason
 from relevo.context import Runtime, current_delivery, current_runtime
+from relevo.control import Reject, Retry
 from relevo.functions.base import Handler
 from relevo.message import Delivery
 
@@ -162,6 +163,11 @@ class WorkerPool:
                 result = handler(payload) if wrapped is None else wrapped(delivery, payload)
                 if type(result) is CoroutineType:
                     result = await result
+            except Retry as retry:
+                self._retry(delivery, retry)
+            except Reject as reject:
+                log_failure(self.label, self.queue_id, delivery, f"rejected: {reject.reason}")
+                delivery.reject(reject.reason)
             except Exception as exc:
                 reason = describe(exc)
                 log_failure(self.label, self.queue_id, delivery, reason, exc)
@@ -170,9 +176,15 @@ class WorkerPool:
                 refusal = nack_reason(result)
                 if refusal is None:
                     delivery.ack()
+                elif type(result) is Retry:  # Lua's `return nil, err, delay`
+                    self._retry(delivery, result)
                 else:
                     log_failure(self.label, self.queue_id, delivery, refusal)
                     delivery.nack(refusal)
             handled += 1
             if handled % _YIELD_EVERY == 0:
                 await asyncio.sleep(0)
+
+    def _retry(self, delivery: Delivery, retry: Retry) -> None:
+        log_retry(self.label, self.queue_id, delivery, retry.reason, retry.after_s)
+        delivery.nack(retry.reason, retry.after_s)

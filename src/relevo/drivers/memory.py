@@ -3,31 +3,44 @@
 Each queue is a deque of envelopes. Deliveries are pushed synchronously to whichever
 attached subscription has credit (round robin), so draining costs no task switches of
 its own. Nothing survives a restart: stopping the driver drops its store.
+
+Delayed messages (a publish with `due`, a nack with `due`) wait in a heap per queue,
+ordered by due time; one wake-up per queue, through the clock in use (`relevo.clock`),
+moves those that came due to the back of the ready deque. A due message counts as ready
+even before its wake-up ran.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import itertools
 import threading
 from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from relevo.clock import Clock, Timer, current
 from relevo.drivers.base import Capabilities, DeliverySink, QueueSpec, QueueStats
 from relevo.drivers.memory_settings import MemoryQueueOptions, MemorySettings
 from relevo.errors import DriverUnavailable, QueueFull, QueueNotFound
 from relevo.message import Delivery, Envelope, Outcome
 
+_order = itertools.count()  # ties of due time keep their publish order
+
 
 class _MemoryQueue:
-    __slots__ = ("dispatching", "hungry", "in_flight", "max_length", "name", "ready", "space",
-                 "subscriptions")
+    __slots__ = ("clock", "delayed", "dispatching", "hungry", "in_flight", "max_length", "name",
+                 "ready", "space", "subscriptions", "timer", "timer_due")
 
-    def __init__(self, name: str, max_length: int | None) -> None:
+    def __init__(self, name: str, max_length: int | None, clock: Clock) -> None:
         self.name = name
         self.max_length = max_length
+        self.clock = clock
         self.ready: deque[Envelope] = deque()
+        self.delayed: list[tuple[float, int, Envelope]] = []  # a heap by (due, order)
+        self.timer: Timer | None = None  # the one wake-up, for the earliest due time
+        self.timer_due = 0.0
         self.in_flight = 0
         self.subscriptions: list[_MemorySubscription] = []
         self.hungry: deque[_MemorySubscription] = deque()  # attached, active, with credit
@@ -53,6 +66,40 @@ class _MemoryQueue:
                     hungry.rotate(-1)
         finally:
             self.dispatching = False
+
+    def hold(self, due: float, envelope: Envelope) -> None:
+        """Keep `envelope` until `due`; wake up then (earlier than planned if need be)."""
+        heapq.heappush(self.delayed, (due, next(_order), envelope))
+        if self.timer is None or due < self.timer_due:
+            self.schedule()
+
+    def schedule(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.delayed:
+            self.timer_due = self.delayed[0][0]
+            self.timer = self.clock.call_at(self.timer_due, self.wake)
+
+    def wake(self) -> None:
+        self.timer = None
+        self.promote()
+        self.schedule()
+        self.dispatch()
+
+    def promote(self) -> None:
+        """Move every delayed envelope whose time has come to the back of `ready`."""
+        delayed = self.delayed
+        if not delayed:
+            return
+        now = self.clock.time()
+        while delayed and delayed[0][0] <= now:
+            self.ready.append(heapq.heappop(delayed)[2])
+
+    def cancel_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
 
     def make_room(self) -> None:
         """A message left the queue: wake one publisher waiting for space."""
@@ -96,7 +143,10 @@ class _MemorySubscription:
             queue.make_room()
         elif outcome is Outcome.NACK:
             envelope.attempts += 1
-            queue.ready.append(envelope)
+            if due is None:
+                queue.ready.append(envelope)
+            else:
+                queue.hold(due, envelope)
         else:
             queue.ready.appendleft(envelope)
         self.credit += 1
@@ -129,10 +179,13 @@ class _MemorySubscription:
 class MemoryDriver:
     """`queue.driver.memory`."""
 
-    capabilities = Capabilities(durable=False, exact_in_flight=True, nack_to_tail=True)
+    capabilities = Capabilities(
+        durable=False, exact_in_flight=True, nack_to_tail=True, delays=True
+    )
 
-    def __init__(self, settings: MemorySettings | None = None) -> None:
+    def __init__(self, settings: MemorySettings | None = None, clock: Clock | None = None) -> None:
         self.settings = settings or MemorySettings()
+        self.clock = clock or current()  # delayed messages wake up through it
         self._queues: dict[str, _MemoryQueue] = {}
         self._running = False
 
@@ -142,6 +195,7 @@ class MemoryDriver:
     async def stop(self) -> None:
         self._running = False
         for queue in self._queues.values():
+            queue.cancel_timer()
             for sub in list(queue.subscriptions):
                 await sub.close()
             for waiter in queue.space:
@@ -154,12 +208,18 @@ class MemoryDriver:
         options = MemoryQueueOptions.model_validate(dict(spec.options))
         queue = self._queues.get(spec.name)
         if queue is None:
-            self._queues[spec.name] = _MemoryQueue(spec.name, options.max_length)
+            self._queues[spec.name] = _MemoryQueue(spec.name, options.max_length, self.clock)
         else:
             queue.max_length = options.max_length
 
-    async def publish(self, queue: str, envelopes: Sequence[Envelope]) -> None:
+    async def publish(
+        self, queue: str, envelopes: Sequence[Envelope], due: float | None = None
+    ) -> None:
         target = self._queue(queue)
+        if due is not None and due > self.clock.time():
+            for envelope in envelopes:  # delayed ones are not held to max_length
+                target.hold(due, envelope)
+            return
         if target.max_length is None:
             target.ready.extend(envelopes)
         else:
@@ -198,10 +258,17 @@ class MemoryDriver:
 
     async def info(self, queue: str) -> QueueStats:
         target = self._queue(queue)
-        return QueueStats(len(target.ready), target.in_flight, len(target.subscriptions))
+        target.promote()  # due ones are ready, whether or not the wake-up has run
+        delayed = target.delayed
+        return QueueStats(
+            len(target.ready), target.in_flight, len(target.subscriptions),
+            len(delayed), delayed[0][0] if delayed else None,
+        )
 
     async def peek(self, queue: str, limit: int, after: str | None = None) -> list[Envelope]:
-        ready = self._queue(queue).ready
+        target = self._queue(queue)
+        target.promote()
+        ready = target.ready
         start = 0
         if after is not None:
             start = next((i + 1 for i, e in enumerate(ready) if e.id == after), len(ready))
@@ -219,6 +286,7 @@ class MemoryDriver:
 
     async def purge(self, queue: str) -> int:
         target = self._queue(queue)
+        target.promote()
         removed = len(target.ready)
         target.ready.clear()
         for _ in range(min(removed, len(target.space))):  # wake publishers waiting for room

@@ -188,3 +188,19 @@ def test_a_yaml_syntax_error_names_the_file_and_not_an_internal_stream(tmp_path:
     assert "<unicode string>" not in issue.message
     assert "expected ',' or '}'" in issue.message
     assert "line 4" in issue.message  # where the unclosed mapping starts
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "allowed"),
+    [("initial_delay", "-1s", "cannot be negative"), ("max_delay", -5, "cannot be negative"),
+     ("factor", 0.5, "between 1.0 and inf"), ("jitter", 1.5, "between 0.0 and 1.0"),
+     ("jitter", -0.1, "between 0.0 and 1.0")],
+)
+def test_retry_fields_outside_their_range_name_file_entry_field_and_range(
+    tmp_path: Path, field: str, value: object, allowed: str
+) -> None:
+    queue = QUEUE + f"  retry: {{{field}: {value}}}\n"
+    issue = only_issue(write_app(tmp_path, MEMORY_DRIVER + queue))
+    assert (issue.entry, issue.field) == ("app:q", f"retry.{field}")
+    assert issue.file == str(tmp_path / "app.yaml")
+    assert allowed in issue.message

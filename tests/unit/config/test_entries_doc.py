@@ -17,6 +17,7 @@ from relevo.config.models import (
     Lifecycle,
     QueueSettings,
     Restart,
+    RetryPolicy,
 )
 from relevo.drivers.amqp.settings import AmqpConsumerOptions, AmqpQueueOptions, AmqpSettings
 from relevo.drivers.memory_settings import MemoryQueueOptions, MemorySettings
@@ -41,6 +42,7 @@ SECTIONS: dict[str, type[BaseModel]] = {
     "`tls`": TlsSettings,
     "`queue.queue`": QueueSettings,
     "`dead_letter`": DeadLetter,
+    "`retry`": RetryPolicy,
     "`driver_options.memory` of a queue": MemoryQueueOptions,
     "`driver_options.amqp` of a queue": AmqpQueueOptions,
     "`driver_options.redis` of a queue": RedisQueueOptions,

@@ -9,6 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from relevo.consumer.settle import nack_reason
+from relevo.control import Retry
 from relevo.errors import RelevoError
 from relevo.functions.lua.errors import LuaError, LuaHandlerError, LuaLoadError
 from relevo.functions.lua.settings import LuaSettings
@@ -65,6 +66,25 @@ async def test_returning_a_value_and_an_error_nacks_with_the_error(
     result = await handle(fn, None)
     assert isinstance(result, LuaHandlerError)
     assert str(result) == "disk full"
+
+
+@pytest.mark.parametrize("modules", [["time"], []], ids=["coroutine", "direct"])
+@pytest.mark.parametrize(("delay", "seconds"), [("30", 30.0), ("'5m'", 300.0), ("0.5", 0.5)])
+async def test_returning_nil_an_error_and_a_delay_retries_after_the_delay(
+    make_lua: MakeLua, modules: list[str], delay: str, seconds: float
+) -> None:
+    fn = await make_lua(f"return function(body) return nil, 'busy', {delay} end",
+                        modules=modules)
+    result = await handle(fn, None)
+    assert isinstance(result, Retry)
+    assert (result.after_s, result.reason) == (seconds, "busy")
+
+
+async def test_a_bad_retry_delay_from_lua_still_nacks_with_the_error(make_lua: MakeLua) -> None:
+    fn = await make_lua("return function(body) return nil, 'busy', 'soon' end")
+    result = await handle(fn, None)
+    assert isinstance(result, LuaHandlerError)
+    assert str(result).startswith("busy (and a bad retry delay:")
 
 
 async def test_an_error_table_is_kept_as_the_nack_value(make_lua: MakeLua) -> None:

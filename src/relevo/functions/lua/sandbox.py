@@ -13,7 +13,8 @@ one `resume`, not a new coroutine. Python holds a stepper bound to it;
     value                the handler returned: ack. A single value (None included), not
                          a tuple, so the hot path builds and reads none; value is the
                          handler's first result
-    6, err               it returned `nil, err` or `false, err`: nack with err
+    6, err[, delay]      it returned `nil, err` or `false, err` (with `delay` seconds: retry
+                         no sooner than that): nack with err
     7, false             it returned `false`: nack
     1, op, args...       a module asked Python to wait (sleep, publish, info)
     2, n                 a bare coroutine.yield(): let the event loop breathe, resume
@@ -235,9 +236,9 @@ function env.require(name)
 end
 
 -- Driving -----------------------------------------------------------------------------
-local function done(first, second)
+local function done(first, second, third)
   if first == nil or first == false then
-    if second ~= nil then return 6, second end
+    if second ~= nil then return 6, second, third end
     if first == false then return 7, false end
   end
   return 0, first
@@ -247,7 +248,7 @@ local function finish(co, ok, first, a, b, ...)
   if ok then
     if first == DONE then  -- settled inside the coroutine by done()
       if a == 0 then return b end  -- an ack: its value alone, as for direct calls
-      return a, b
+      return a, b, ...
     end
     if first == REQ then return 1, a, b, ... end
     if co_status(co) == "dead" then return 5, first, a end
@@ -285,13 +286,13 @@ local function keep_traceback(err)
   direct_traceback = debug_traceback(nil, 2)
   return err
 end
-local function leave(ok, first, second)
+local function leave(ok, first, second, third)
   direct_running = false
   if ok then
     -- An ack comes back as one value (or none): no tuple for Python to build and read.
     if first ~= nil and first ~= false then return first end
     if first == nil and second == nil then return end
-    return done(first, second)
+    return done(first, second, third)
   end
   if killed ~= nil then return 4, killed end
   return 3, first, direct_traceback

@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 
 import lupa.lua54 as lupa_lua
 
+from relevo.control import Retry
 from relevo.errors import RelevoError
 from relevo.functions.lua.convert import Converter
 from relevo.functions.lua.errors import LuaError, LuaHandlerError, LuaLimitExceeded, LuaLoadError
@@ -258,7 +259,10 @@ class LuaState:
             return False
         if code == NACK_ERR:
             value = self._convert_safe(out[1])
-            return LuaHandlerError(value if isinstance(value, str) else repr(value), value)
+            reason = value if isinstance(value, str) else repr(value)
+            if len(out) > 2 and out[2] is not None:
+                return _retry(reason, out[2])
+            return LuaHandlerError(reason, value)
         if code == KILLED:
             self.drop()
             raise LuaLimitExceeded(self._text(out[1]))
@@ -302,3 +306,11 @@ class LuaState:
     def close(self) -> None:
         self.co = self.fast = None
         self.handler_fn = None
+
+
+def _retry(reason: str, delay: Any) -> Retry | LuaHandlerError:
+    """`return nil, err, delay`: a retry after `delay` seconds (or a duration string)."""
+    try:
+        return Retry(delay, reason)
+    except ValueError as exc:
+        return LuaHandlerError(f"{reason} (and a bad retry delay: {exc})", reason)
