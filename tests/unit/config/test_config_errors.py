@@ -193,7 +193,7 @@ def test_a_yaml_syntax_error_names_the_file_and_not_an_internal_stream(tmp_path:
 @pytest.mark.parametrize(
     ("field", "value", "allowed"),
     [("initial_delay", "-1s", "cannot be negative"), ("max_delay", -5, "cannot be negative"),
-     ("factor", 0.5, "between 1.0 and inf"), ("jitter", 1.5, "between 0.0 and 1.0"),
+     ("factor", 0.5, "at least 1.0"), ("jitter", 1.5, "between 0.0 and 1.0"),
      ("jitter", -0.1, "between 0.0 and 1.0")],
 )
 def test_retry_fields_outside_their_range_name_file_entry_field_and_range(
