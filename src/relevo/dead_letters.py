@@ -18,7 +18,7 @@ from relevo.queue import Queue
 
 log = logging.getLogger("relevo.dead_letter")
 
-PAGE = 500
+PAGE = 1000
 """Messages read, moved and removed per round: bounds memory whatever the queue's length."""
 
 DEAD_LETTER_HEADERS = ("x_original_queue", "x_dead_letter_reason", "x_dead_letter_time")

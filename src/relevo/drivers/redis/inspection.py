@@ -7,8 +7,9 @@ an XRANGE from there, which consumes nothing and counts no attempt.
 Callers name messages by their relevo ID (the `i` field), not by stream entry ID. Peek
 remembers the stream entry ID of each message it returned (a bounded map), so the next
 page (`after`) and a remove of what was just shown cost one lookup; a message not in the
-map (peeked by another process, or moved by a nack since) is found by scanning the
-ready range, `SCAN_CHUNK` entries per round trip.
+map (peeked by another process, or moved by a nack since) is found by `locate.lua`,
+which scans the ready range inside Redis, `LOCATE_CHUNK` entries per call, and sends
+back only the stream entry IDs it was asked for.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ from typing import Any
 from redis.asyncio import Redis
 
 from relevo.drivers.redis.fields import ATTEMPTS, BODY, HEADERS, ID, decode_headers
-from relevo.drivers.redis.scripts import REMOVE
+from relevo.drivers.redis.scripts import LOCATE, REMOVE
 from relevo.message import Envelope
 
 SCAN_CHUNK = 1000
+LOCATE_CHUNK = 5000  # entries locate.lua scans per call: a few milliseconds of Redis time
 REMOVE_CHUNK = 500  # pairs per remove.lua call: keeps each atomic step short
 _REMEMBERED_MAX = 200_000
 
@@ -93,15 +95,17 @@ class Inspector:
             return found
         cursor = start
         while len(found) < len(ids):
-            entries: Any = await self.client.xrange(stream, b"(" + cursor, b"+", count=SCAN_CHUNK)
-            if not entries:
-                break
-            for entry_id, fields in entries:
-                message = fields[ID].decode() if fields else None
-                if message in ids:
-                    found[message] = entry_id
-                    self._remember(message, entry_id)
-            cursor = entries[-1][0]
+            missing = [m for m in ids if m not in found]
+            reply = await LOCATE.run(
+                self.client, [stream], [b"(" + cursor, LOCATE_CHUNK, *missing]
+            )
+            for i in range(2, len(reply), 2):
+                message, entry_id = reply[i].decode(), reply[i + 1]
+                found[message] = entry_id
+                self._remember(message, entry_id)
+            if int(reply[1]) < LOCATE_CHUNK:
+                break  # reached the end of the stream
+            cursor = reply[0]
         return found
 
     async def _remove(

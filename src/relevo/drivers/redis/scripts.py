@@ -39,3 +39,4 @@ class Script:
 REQUEUE = Script("requeue.lua")
 RECLAIM = Script("reclaim.lua")
 REMOVE = Script("remove.lua")
+LOCATE = Script("locate.lua")
