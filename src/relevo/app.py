@@ -8,8 +8,9 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from contextvars import Token
 from dataclasses import replace
 from datetime import datetime
+from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, cast
 
 from relevo import dead_letters
 from relevo.backoff import Backoff
@@ -31,6 +32,7 @@ from relevo.middleware.entries import ENTRY_MIDDLEWARES
 from relevo.middleware.retry import RetryPolicy
 from relevo.queue import Queue
 from relevo.registry import Entry, Registry
+from relevo.reload.diff import Fingerprints, fingerprints, plan
 from relevo.supervisor.service import Service, Supervised
 from relevo.supervisor.status import Status
 from relevo.supervisor.supervisor import Supervisor
@@ -43,7 +45,10 @@ def load(source: Source, *, middlewares: Sequence[Middleware] = ()) -> App:
     `function.python` entries may give `handler` as the callable itself), or a list of
     such mappings. `middlewares`: see `App`.
     """
-    return App(load_registry(source), middlewares=middlewares)
+    app = App(load_registry(source), middlewares=middlewares)
+    if isinstance(source, str | Path):
+        app.path = Path(source)
+    return app
 
 
 class App:
@@ -63,6 +68,8 @@ class App:
         self._open = False
         self._closing = False
         self.queues: dict[str, Queue] = {}
+        self.path: Path | None = None  # the config path it was loaded from, for reload()
+        self._prints: Fingerprints = {}
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -85,6 +92,7 @@ class App:
         if self._open:
             raise RelevoError("this app is already running")
         self.loop = asyncio.get_running_loop()
+        self._prints = fingerprints(self.registry)
         self._supervisor = Supervisor(self.registry, self._build())
         self._open = True
         self._token = current_runtime.set(self)
@@ -134,6 +142,42 @@ class App:
 
     async def stop(self, entry_id: str) -> None:
         await self._running().stop([self._entry(entry_id).id])
+
+    async def reload(self, path: str | Path | None = None) -> dict[str, list[str]]:
+        """Apply a changed config to the running app: start added entries (per their
+        lifecycle), stop removed ones, restart changed ones and their dependents; leave
+        the rest running untouched. Returns the IDs `added`, `removed`, `restarted`.
+
+        Raises ConfigError, changing nothing, when the new config is invalid or a new or
+        changed function cannot load.
+        """
+        source = path if path is not None else self.path
+        if source is None:
+            raise RelevoError("reload() needs a path: this app was not loaded from one")
+        registry = load_registry(source)
+        supervisor = self._running()
+        prints = fingerprints(registry)
+        todo = plan(self._prints, registry, prints)
+        await check_functions(registry, {*todo.added, *todo.changed})
+        keep = {i: supervisor.services[i] for i in registry.entries
+                if i not in todo.added and i not in todo.restarted}
+
+        def rebuild() -> tuple[Registry, dict[str, Supervised]]:
+            self.registry, self._prints = registry, prints
+            if path is not None:
+                self.path = Path(path)
+            return registry, self._build(keep)
+
+        auto = [i for i in todo.added if registry[i].head.lifecycle.auto_start]
+        await supervisor.replace([*todo.removed, *todo.restarted], rebuild, auto)
+        return todo.as_dict()
+
+    def processed(self) -> int:
+        """Handler calls finished by this app's consumers (what process recycling counts)."""
+        if self._supervisor is None:
+            return 0
+        return sum(s.service.processed for s in self._supervisor.services.values()
+                   if isinstance(s.service, Consumer))
 
     def status(self, entry_id: str) -> str:
         self._entry(entry_id)
@@ -306,6 +350,7 @@ class App:
         supervisor = self._running()
         if supervisor.services[queue_id].status is not Status.RUNNING:
             await supervisor.start([queue_id])  # publishing needs its queue and driver, only
+            queue = self.queues.get(queue_id, queue)  # a reload may have replaced it meanwhile
         return queue
 
     def _running(self) -> Supervisor:
@@ -321,17 +366,26 @@ class App:
 
     # -- building -------------------------------------------------------------------
 
-    def _build(self) -> dict[str, Supervised]:
+    def _build(self, reuse: Mapping[str, Supervised] | None = None) -> dict[str, Supervised]:
+        """A service per entry; those in `reuse` (a reload's unchanged ones) carry over."""
+        reuse = reuse or {}
         entries = self.registry.entries
         drivers: dict[str, Driver] = {}
         functions: dict[str, Function] = {}
         services: dict[str, Service] = {}
         middlewares = self._app_middlewares()
         for entry in self.registry.of_kind("queue.driver."):
-            drivers[entry.id] = DRIVER_KINDS[entry.kind].create(entry.settings)
+            if entry.id in reuse:
+                drivers[entry.id] = cast(Driver, reuse[entry.id].service)
+            else:
+                drivers[entry.id] = DRIVER_KINDS[entry.kind].create(entry.settings)
             services[entry.id] = drivers[entry.id]
-        self.queues = {}
+        queues: dict[str, Queue] = {}
+        self.queues = queues
         for entry in self.registry.of_kind("queue.queue"):
+            if entry.id in reuse:
+                queues[entry.id] = services[entry.id] = cast(Queue, reuse[entry.id].service)
+                continue
             settings = entry.settings
             short = driver_short(entries, entry)
             assert short is not None
@@ -344,16 +398,23 @@ class App:
         for entry in self.registry.of_kind("queue.consumer"):
             workers[entry.settings.func] += entry.settings.concurrency
         for entry in self.registry.of_kind("function."):
+            if entry.id in reuse:
+                service = cast(_FunctionService, reuse[entry.id].service)
+                functions[entry.id], services[entry.id] = service.function, service
+                continue
             kind = FUNCTION_KINDS[entry.kind]
             function = kind.create(entry.id, entry.settings, workers[entry.id])
             functions[entry.id] = function
             services[entry.id] = _FunctionService(function, entry)
         for entry in self.registry.of_kind("queue.consumer"):
+            if entry.id in reuse:
+                services[entry.id] = reuse[entry.id].service
+                continue
             services[entry.id] = self._consumer(
                 entry, functions[entry.settings.func], middlewares
             )
         return {
-            entry_id: Supervised(
+            entry_id: reuse.get(entry_id) or Supervised(
                 entry_id, service,
                 start_timeout_s=self.registry[entry_id].head.lifecycle.start_timeout,
                 stop_timeout_s=self.registry[entry_id].head.lifecycle.stop_timeout,
@@ -418,14 +479,17 @@ class _FunctionService:
         await self.function.close()
 
 
-async def check_functions(registry: Registry) -> None:
+async def check_functions(registry: Registry, only: Collection[str] | None = None) -> None:
     """Import every Python handler and compile every Lua source, then let them go.
 
     What `relevo validate` does unless told `--no-import`: nothing starts, and a
     function that cannot load is a ConfigError naming its entry's file and line.
+    `only` limits it to those entries (a reload checks its new and changed ones).
     """
     issues: list[ConfigIssue] = []
     for entry in registry.of_kind("function."):
+        if only is not None and entry.id not in only:
+            continue
         service = _FunctionService(FUNCTION_KINDS[entry.kind].create(entry.id, entry.settings, 1),
                                    entry)
         try:

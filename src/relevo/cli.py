@@ -15,6 +15,9 @@ import click
 
 from relevo.app import App, check_functions, load
 from relevo.errors import ConfigError, RelevoError, StopTimeout
+from relevo.process.parent import Limits, run_parent
+from relevo.process.policy import check_shareable
+from relevo.process.sizes import parse_size
 
 
 @click.group()
@@ -55,13 +58,44 @@ def validate(path: str, no_import: bool) -> None:
     click.echo(f"ok: {len(app.registry.entries)} entries")
 
 
+class _Size(click.ParamType):  # type: ignore[type-arg]
+    name = "size"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_size(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
 @main.command()
 @click.argument("path", type=click.Path())
-def run(path: str) -> None:
+@click.option("--processes", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Worker processes, each running the app, under one parent.")
+@click.option("--max-messages-per-process", type=click.IntRange(min=1), default=None,
+              help="Replace a process after it has handled this many messages.")
+@click.option("--max-memory-per-process", type=_Size(), default=None, metavar="SIZE",
+              help="Replace a process whose resident memory passes SIZE (512MB, 1GB).")
+@click.option("--reload", is_flag=True,
+              help="Apply changes to the config files and the handler files they name.")
+def run(path: str, processes: int, max_messages_per_process: int | None,
+        max_memory_per_process: int | None, reload: bool) -> None:
     """Boot the app and run until SIGINT/SIGTERM; a second signal exits at once."""
     app = _load(path)
+    if processes > 1 or max_messages_per_process or max_memory_per_process:
+        try:
+            check_shareable(app.registry, processes)
+        except ConfigError as exc:
+            click.echo(str(exc), err=True)
+            sys.exit(1)
+        limits = Limits(max_messages_per_process, max_memory_per_process)
+        level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
+        sys.exit(run_parent(path, app.registry, processes, limits=limits, reload=reload,
+                            log_level=level))
     try:
-        asyncio.run(_run(app))
+        asyncio.run(_run(app, reload))
     except StopTimeout as exc:
         click.echo(f"stopped with handlers still running: {exc}", err=True)
         sys.exit(1)
@@ -70,7 +104,7 @@ def run(path: str) -> None:
         sys.exit(1)
 
 
-async def _run(app: App) -> None:
+async def _run(app: App, reload: bool = False) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -84,8 +118,29 @@ async def _run(app: App) -> None:
         loop.add_signal_handler(signum, on_signal, signum)
     async with app:
         logging.getLogger("relevo").info("running; press Ctrl-C to stop")
+        if reload and app.path is not None:
+            from relevo.reload.watch import watch_config
+
+            watching = loop.create_task(
+                watch_config(app.path, lambda: app.registry, lambda: _reload(app), stop)
+            )
         await stop.wait()
+        if reload:
+            await watching
     logging.getLogger("relevo").info("stopped")
+
+
+async def _reload(app: App) -> None:
+    log = logging.getLogger("relevo.reload")
+    try:
+        result = await app.reload()
+    except ConfigError as exc:
+        log.error("reload refused, the app carries on unchanged:\n%s", exc)
+    except RelevoError as exc:
+        log.error("reload failed: %s", exc)
+    else:
+        log.info("reloaded: added %s, removed %s, restarted %s",
+                 result["added"], result["removed"], result["restarted"])
 
 
 @main.command()

@@ -51,6 +51,13 @@ class Consumer:
         self._pool: WorkerPool | None = None
         self._subscription: Subscription | None = None
         self._stopping = False
+        self._processed_before = 0  # by the pools of earlier starts
+
+    @property
+    def processed(self) -> int:
+        """Handler calls finished since this consumer was built, across restarts."""
+        pool = self._pool
+        return self._processed_before + (pool.processed if pool is not None else 0)
 
     async def start(self) -> None:
         self._stopping = False
@@ -150,6 +157,7 @@ class Consumer:
             await self._chain.drain()
         if subscription is not None:
             await subscription.close()
+        self._processed_before += pool.processed
         self._pool = self._subscription = None
         if not finished:
             raise StopTimeout(

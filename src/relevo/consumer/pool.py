@@ -87,6 +87,7 @@ class WorkerPool:
         self.runtime = runtime
         self.buffer = DeliveryBuffer()
         self.workers: list[asyncio.Task[None]] = []
+        self.processed = 0  # handler calls finished; what process recycling counts
         self.failure: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
 
     def start(self) -> None:
@@ -182,6 +183,7 @@ class WorkerPool:
                     log_failure(self.label, self.queue_id, delivery, refusal)
                     delivery.nack(refusal)
             handled += 1
+            self.processed += 1
             if handled % _YIELD_EVERY == 0:
                 await asyncio.sleep(0)
 

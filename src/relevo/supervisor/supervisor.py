@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+import logging
+from collections.abc import Callable, Iterable
 
 from relevo.errors import StopTimeout
 from relevo.registry import Registry
 from relevo.supervisor.service import Supervised
 from relevo.supervisor.status import Status
+
+log = logging.getLogger("relevo.supervisor")
+
+Rebuild = Callable[[], tuple[Registry, dict[str, Supervised]]]
 
 
 class Supervisor:
@@ -23,18 +28,7 @@ class Supervisor:
     async def start(self, ids: Iterable[str]) -> None:
         """Start `ids` and everything they depend on. On failure, undo this call's starts."""
         async with self._lock:
-            wanted = self.registry.closure(ids)
-            todo = [i for i in wanted if not self.services[i].active]
-            started: list[str] = []
-            for level in self.registry.levels(todo):
-                results = await asyncio.gather(
-                    *(self.services[i].start() for i in level), return_exceptions=True
-                )
-                started.extend(i for i, r in zip(level, results, strict=True) if r is None)
-                errors = [r for r in results if isinstance(r, BaseException)]
-                if errors:
-                    await self._stop_ids(started)
-                    raise errors[0]
+            await self._start_ids(ids)
 
     async def stop(self, ids: Iterable[str]) -> None:
         """Stop `ids` and, first, everything that depends on them."""
@@ -53,6 +47,35 @@ class Supervisor:
         """Stop every entry but `skip` (those `stop_first` stopped already)."""
         async with self._lock:
             await self._stop_ids(set(self.services).difference(skip))
+
+    async def replace(self, stop: Iterable[str], rebuild: Rebuild, start: Iterable[str]) -> None:
+        """A reload: stop `stop` (dependents first), swap in the registry and services
+        that `rebuild` returns, then start `start` plus whatever of `stop` was running.
+        Services not stopped carry over untouched; a stop that times out is logged and
+        its messages come back to their queue as on any stop."""
+        async with self._lock:
+            stop = list(stop)
+            running = [i for i in stop if self.services[i].active]
+            try:
+                await self._stop_ids(stop)
+            except StopTimeout as exc:
+                log.warning("reload: %s", exc)
+            self.registry, self.services = rebuild()
+            await self._start_ids([*start, *(i for i in running if i in self.registry)])
+
+    async def _start_ids(self, ids: Iterable[str]) -> None:
+        wanted = self.registry.closure(ids)
+        todo = [i for i in wanted if not self.services[i].active]
+        started: list[str] = []
+        for level in self.registry.levels(todo):
+            results = await asyncio.gather(
+                *(self.services[i].start() for i in level), return_exceptions=True
+            )
+            started.extend(i for i, r in zip(level, results, strict=True) if r is None)
+            errors = [r for r in results if isinstance(r, BaseException)]
+            if errors:
+                await self._stop_ids(started)
+                raise errors[0]
 
     async def _stop_ids(self, ids: Iterable[str]) -> None:
         running = [

@@ -1,0 +1,218 @@
+"""The parent of `relevo run --processes N`: keep N children running, recycle them,
+stop them all on SIGINT/SIGTERM. It runs no application itself.
+
+Exit codes: 0 every child stopped gracefully; 1 a child's stop timed out (or it had to
+be killed), or a child kept failing past `restart.max_attempts`; 128 + signal number
+on a second signal, after killing the children.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from relevo.backoff import Backoff
+from relevo.config.build import load_registry
+from relevo.errors import ConfigError
+from relevo.process.handle import ChildProcess
+from relevo.process.policy import check_shareable, restart_policy, stop_budget_s
+from relevo.registry import Registry
+from relevo.supervisor.service import STABLE_RUN_S
+
+log = logging.getLogger("relevo.process")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Recycle a child past either mark (None: no limit)."""
+
+    max_messages: int | None = None
+    max_memory: int | None = None  # bytes of resident memory
+
+    def exceeded(self, child: ChildProcess) -> str | None:
+        if self.max_messages is not None and child.processed >= self.max_messages:
+            return f"{child.processed} messages processed (limit {self.max_messages})"
+        if self.max_memory is not None and child.rss >= self.max_memory:
+            return f"{child.rss // 2**20} MiB resident (limit {self.max_memory // 2**20} MiB)"
+        return None
+
+
+class Parent:
+    def __init__(self, path: str, registry: Registry, processes: int, *,
+                 limits: Limits = Limits(), reload: bool = False,
+                 log_level: str = "INFO") -> None:
+        self.path = path
+        self.registry = registry
+        self.processes = processes
+        self.limits = limits
+        self.reload = reload
+        self.log_level = log_level
+        self.policy: Backoff = restart_policy(registry)
+        self.children: set[ChildProcess] = set()
+        self._stopping = asyncio.Event()
+        self._gave_up = False
+        self._signals = 0
+        self._recycle_due: dict[int, asyncio.Event] = {}
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, self._on_signal, signum)
+        slots = [loop.create_task(self._keep(n)) for n in range(1, self.processes + 1)]
+        watcher = loop.create_task(self._watch()) if self.reload else None
+        log.info("parent %d: running %d processes; press Ctrl-C to stop",
+                 os.getpid(), self.processes)
+        await self._stopping.wait()
+        for task in [*slots, *([watcher] if watcher else [])]:
+            task.cancel()
+        await asyncio.gather(*slots, return_exceptions=True)
+        return await self._stop_children()
+
+    # -- signals and shutdown -------------------------------------------------------
+
+    def _on_signal(self, signum: int) -> None:
+        self._signals += 1
+        name = signal.Signals(signum).name
+        if self._signals > 1:
+            log.warning("%s again: killing %d children", name, len(self.children))
+            for child in self.children:
+                child.kill()
+            os._exit(128 + signum)
+        log.info("%s: stopping %d children gracefully", name, len(self.children))
+        self._stopping.set()
+
+    async def _stop_children(self) -> int:
+        children = list(self.children)
+        for child in children:
+            child.request_stop()
+        budget = stop_budget_s(self.registry) + 5.0
+        late: set[asyncio.Future[int]] = set()
+        if children:
+            _, late = await asyncio.wait([c.exited for c in children], timeout=budget)
+        failed = self._gave_up
+        for child in children:
+            if child.exited in late:
+                log.error("%s did not stop within %.1fs; killing it", child, budget)
+                child.kill()
+                failed = True
+            elif child.returncode != 0:
+                log.error("%s %s while stopping", child, child.exit_reason())
+                failed = True
+        if late:
+            await asyncio.wait([c.exited for c in children])
+        code = 1 if failed else 0
+        log.info("parent %d: every child has stopped; exit code %d", os.getpid(), code)
+        return code
+
+    # -- one slot: start, restart, recycle ------------------------------------------
+
+    async def _spawn(self, slot: int) -> ChildProcess:
+        child = await ChildProcess.spawn(self.path, slot, self.log_level)
+        self.children.add(child)
+        child.exited.add_done_callback(lambda _: self.children.discard(child))
+        if self.limits.max_messages is not None or self.limits.max_memory is not None:
+            child.on_stats = self._check_limits
+        return child
+
+    def _check_limits(self, child: ChildProcess) -> None:
+        due = self._recycle_due.get(child.slot)
+        if due is None or due.is_set() or child.retiring:
+            return
+        reason = self.limits.exceeded(child)
+        if reason is not None:
+            log.info("%s: recycling after %s", child, reason)
+            due.set()
+
+    async def _keep(self, slot: int) -> None:
+        """Keep one child running in `slot` until the parent stops."""
+        restarts = 0
+        due = self._recycle_due[slot] = asyncio.Event()
+        child = await self._spawn(slot)
+        while True:
+            recycle = asyncio.ensure_future(due.wait())
+            waiting: list[asyncio.Future[Any]] = [child.exited, recycle]
+            try:
+                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                recycle.cancel()
+            if due.is_set() and child.alive:
+                child, restarts = await self._recycle(slot, child, restarts)
+                due.clear()
+                continue
+            ran_s = child.uptime_s()
+            if ran_s >= STABLE_RUN_S:
+                restarts = 0
+            restarts += 1
+            why = child.exit_reason()
+            if child.error is not None:
+                why += f" before it was ready: {child.error}"
+            if self.policy.gives_up(restarts):
+                log.error("%s %s; giving up after %d restarts", child, why,
+                          self.policy.max_attempts)
+                self._gave_up = True
+                self._stopping.set()
+                return
+            delay = self.policy.delay_s(restarts)
+            log.error("%s %s; restart %d in %.1fs", child, why, restarts, delay)
+            await asyncio.sleep(delay)
+            child = await self._spawn(slot)
+
+    async def _recycle(self, slot: int, old: ChildProcess,
+                       restarts: int) -> tuple[ChildProcess, int]:
+        """Start the replacement; once it is ready, stop the old child gracefully."""
+        new = await self._spawn(slot)
+        if await new.wait_ready():
+            old.request_stop()
+            asyncio.get_running_loop().create_task(self._retire(old))
+            return new, 0
+        restarts += 1
+        delay = self.policy.delay_s(restarts)
+        why = new.exit_reason() + (f": {new.error}" if new.error else "")
+        log.error("%s, the replacement of %s, %s; %s keeps running; next try in %.1fs",
+                  new, old, why, old, delay)
+        await asyncio.sleep(delay)
+        return old, restarts
+
+    async def _retire(self, old: ChildProcess) -> None:
+        code = await old.exited
+        if code == 0:
+            log.info("%s recycled", old)
+        else:
+            log.warning("%s %s while stopping to be recycled", old, old.exit_reason())
+
+    # -- live reload ----------------------------------------------------------------
+
+    async def _watch(self) -> None:
+        from relevo.reload.watch import watch_config
+
+        await watch_config(Path(self.path), lambda: self.registry, self._reload, self._stopping)
+
+    async def _reload(self) -> None:
+        """Validate once here, so an invalid config is reported once; then every child
+        reloads (children started later load the new config anyway)."""
+        try:
+            registry = load_registry(self.path)
+            check_shareable(registry, self.processes)
+        except ConfigError as exc:
+            log.error("reload refused, the running children carry on unchanged:\n%s", exc)
+            return
+        self.registry = registry
+        self.policy = restart_policy(registry)
+        for child in list(self.children):
+            if not child.retiring:
+                child.request_reload()
+
+
+def run_parent(path: str, registry: Registry, processes: int, *, limits: Limits,
+               reload: bool, log_level: str) -> int:
+    parent = Parent(path, registry, processes, limits=limits, reload=reload,
+                    log_level=log_level)
+    with contextlib.suppress(KeyboardInterrupt):
+        return asyncio.run(parent.run())
+    return 1

@@ -1,0 +1,73 @@
+"""Watching the files a config is made of, with watchfiles (inotify, FSEvents, ...).
+
+The watched set is the config file (or every `*.yaml`/`*.yml` under a config folder,
+new ones included) plus every `file://` file its entries name. It is computed again
+after each change, so a handler file named by a reload is watched from then on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from watchfiles import Change, awatch
+
+from relevo.config.yaml_source import config_files
+from relevo.registry import Registry
+from relevo.reload.diff import referenced_files
+
+log = logging.getLogger("relevo.reload")
+
+DEBOUNCE_MS = 300  # an editor's save is often several writes: take them as one change
+
+
+def watched_files(root: Path, registry: Registry) -> set[str]:
+    files = {root.resolve()} if root.is_file() else {p.resolve() for p in config_files(root)}
+    for entry in registry:
+        files.update(p.resolve() for p in referenced_files(entry))
+    return {str(p) for p in files}
+
+
+def _folder(root: Path) -> Path | None:
+    return root.resolve() if root.is_dir() else None
+
+
+async def watch_config(
+    root: Path,
+    current: Callable[[], Registry],
+    on_change: Callable[[], Awaitable[None]],
+    stop: asyncio.Event,
+) -> None:
+    """Call `on_change` after each change to a watched file, until `stop` is set.
+
+    `current()` gives the registry whose files to watch (the last one that loaded).
+    """
+    folder = _folder(root)
+    while not stop.is_set():
+        files = watched_files(root, current())
+        dirs = sorted({os.path.dirname(f) for f in files} | ({str(folder)} if folder else set()))
+
+        def wanted(change: Change, path: str, files: set[str] = files) -> bool:
+            path = os.path.realpath(path)
+            return path in files or (
+                folder is not None and path.endswith((".yaml", ".yml"))
+                and path.startswith(str(folder) + os.sep)
+            )
+
+        log.info("watching %d files for changes", len(files))
+        changed = False
+        changes = awatch(*dirs, watch_filter=wanted, stop_event=stop,
+                         debounce=DEBOUNCE_MS, recursive=folder is not None)
+        try:
+            async for _ in changes:
+                changed = True
+                break
+        finally:
+            await changes.aclose()
+        if not changed:
+            return
+        log.info("config changed; reloading")
+        await on_change()
