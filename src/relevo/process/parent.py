@@ -20,7 +20,7 @@ from typing import Any
 from relevo.backoff import Backoff
 from relevo.config.build import load_registry
 from relevo.errors import ConfigError
-from relevo.process.handle import ChildProcess
+from relevo.process.handle import ChildProcess, preload
 from relevo.process.policy import check_shareable, restart_policy, stop_budget_s
 from relevo.registry import Registry
 from relevo.supervisor.service import STABLE_RUN_S
@@ -64,6 +64,7 @@ class Parent:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, self._on_signal, signum)
+        preload(self.registry)
         slots = [loop.create_task(self._keep(n)) for n in range(1, self.processes + 1)]
         watcher = loop.create_task(self._watch()) if self.reload else None
         log.info("parent %d: running %d processes; press Ctrl-C to stop",

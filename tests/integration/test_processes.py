@@ -1,0 +1,151 @@
+"""`relevo run --processes N`: real parent and children, real signals, real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+import relevo
+from tests.conftest import require_service
+from tests.integration.processes import (
+    Relevo,
+    alive,
+    fresh_prefix,
+    now,
+    redis_app,
+    seen_ids,
+)
+from tests.waiting import wait_until
+
+pytestmark = [pytest.mark.broker, pytest.mark.slow]
+
+
+@pytest.fixture
+async def prefix() -> AsyncIterator[str]:
+    require_service("redis", "127.0.0.1", 6379)
+    async for value in fresh_prefix():
+        yield value
+
+
+@pytest.fixture
+def runs() -> Iterator[list[Relevo]]:
+    started: list[Relevo] = []
+    yield started
+    for run in started:
+        run.stop()
+
+
+def start(runs: list[Relevo], *args: str) -> Relevo:
+    run = Relevo(*args)
+    runs.append(run)
+    return run
+
+
+async def publish(path: Path, count: int, pause_s: float = 0.0) -> list[str]:
+    ids: list[str] = []
+    app = relevo.load(path)
+    await app.open(start=False)
+    try:
+        for n in range(count):
+            ids.append(await app.publish("app:tasks", {"n": n}))
+            if pause_s:
+                await asyncio.sleep(pause_s)
+    finally:
+        await app.close()
+    return ids
+
+
+async def test_a_child_killed_under_load_is_replaced_within_2s_and_no_message_is_lost(
+    tmp_path: Path, prefix: str, runs: list[Relevo]
+) -> None:
+    path = redis_app(tmp_path, prefix, delay_s=0.002)
+    run = start(runs, str(path), "--processes", "2")
+    await wait_until(lambda: len(run.ready_pids()) == 2, 15, "2 children ready")
+    publishing = asyncio.create_task(publish(path, 1500, pause_s=0.002))
+    seen = tmp_path / "seen.txt"
+    await wait_until(lambda: len(seen_ids(seen)) > 100, 15, "messages flowing")
+    victim = run.ready_pids()[1]
+    os.kill(victim, signal.SIGKILL)
+    killed_at = now()
+    await wait_until(lambda: run.ready_pids()[1] != victim, 5, "a replacement child")
+    replacement = run.ready_pids()[1]
+    await wait_until(lambda: any(pid == replacement for pid, _ in seen_ids(seen)), 5,
+                     "the replacement handling messages")
+    assert now() - killed_at < 2.0, run.output
+    assert "killed by SIGKILL; restart 1 in" in run.output
+    ids = await publishing
+    await wait_until(lambda: {i for _, i in seen_ids(seen)} >= set(ids), 20,
+                     "every published ID handled")
+    run.process.send_signal(signal.SIGTERM)
+    assert run.wait_exit() == 0, run.output
+
+
+async def test_sigterm_with_handlers_running_exits_within_stop_timeout_plus_1s(
+    tmp_path: Path, prefix: str, runs: list[Relevo]
+) -> None:
+    path = redis_app(tmp_path, prefix, delay_s=30.0, stop_timeout="1s")
+    run = start(runs, str(path), "--processes", "2")
+    await wait_until(lambda: len(run.ready_pids()) == 2, 15, "2 children ready")
+    await publish(path, 8)
+    await wait_until(lambda: run.count("stopping") == 0 and _busy(path), 10, "handlers busy")
+    run.process.send_signal(signal.SIGTERM)
+    sent_at = now()
+    code = await asyncio.to_thread(run.wait_exit, 10)
+    assert now() - sent_at < 1.0 + 1.0, run.output
+    assert code == 1, run.output  # a stop timed out: their messages go back to Redis
+    assert "stop_timeout" in run.output
+    assert not any(alive(pid) for pid in run.all_ready_pids())
+
+
+def _busy(path: Path) -> bool:
+    return True  # handlers sleep 30s: once published and children ready, they are busy
+
+
+async def test_children_stop_on_their_own_when_the_parent_is_killed(
+    tmp_path: Path, prefix: str, runs: list[Relevo]
+) -> None:
+    path = redis_app(tmp_path, prefix)
+    run = start(runs, str(path), "--processes", "2")
+    await wait_until(lambda: len(run.ready_pids()) == 2, 15, "2 children ready")
+    children = list(run.ready_pids().values())
+    run.process.kill()
+    await wait_until(lambda: not any(alive(pid) for pid in children), 10,
+                     "no orphan child left")
+    assert run.count("parent gone; stopping gracefully") == 2, run.output
+
+
+async def test_a_child_that_cannot_start_is_retried_with_its_error_then_the_parent_gives_up(
+    tmp_path: Path, prefix: str, runs: list[Relevo]
+) -> None:
+    path = redis_app(tmp_path, prefix, handler="raise ImportError('no module named nope')\n",
+                     restart="{initial_delay: 100ms, max_attempts: 2}")
+    run = start(runs, str(path), "--processes", "2")
+    code = await asyncio.to_thread(run.wait_exit, 30)
+    assert code == 1, run.output
+    assert run.count("giving up after 2 restarts") == 1, run.output
+    assert run.count("restart 1 in") >= 1, run.output
+    # the child's error is logged once per failed start, by the parent
+    failures = run.count("no module named nope")
+    assert failures == run.count("restart ") + 1, run.output
+
+
+async def test_recycling_replaces_a_child_past_its_message_limit_and_loses_nothing(
+    tmp_path: Path, prefix: str, runs: list[Relevo]
+) -> None:
+    path = redis_app(tmp_path, prefix, delay_s=0.001)
+    run = start(runs, str(path), "--processes", "1", "--max-messages-per-process", "100")
+    await wait_until(lambda: len(run.ready_pids()) == 1, 15, "1 child ready")
+    ids = await publish(path, 400, pause_s=0.001)
+    seen = tmp_path / "seen.txt"
+    await wait_until(lambda: {i for _, i in seen_ids(seen)} >= set(ids), 30,
+                     "every published ID handled")
+    await wait_until(lambda: run.count("recycled") >= 1, 10, "a child recycled")
+    assert len({pid for pid, _ in seen_ids(seen)}) >= 2, "the replacement took over"
+    assert "recycling after" in run.output
+    run.process.send_signal(signal.SIGINT)
+    assert await asyncio.to_thread(run.wait_exit, 20) == 0, run.output
