@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parents[2]
 REDIS_URL = "redis://127.0.0.1:6379/0"
 _READY = re.compile(r"child (\d+) \(pid (\d+)\) ready")
 
-# Each handled message appends "<pid> <id>" to the file SEEN names: the test counts IDs.
+# Each message appends "<pid> <id>" to SEEN.started as its handler starts and each handled
+# message appends "<pid> <id>" to the file SEEN names: the test counts IDs.
 RECORDING_HANDLER = """\
 import asyncio, os
 import relevo
@@ -30,6 +31,8 @@ SEEN = {seen!r}
 DELAY_S = {delay_s!r}
 
 async def main(body):
+    with open(SEEN + ".started", "a") as started:
+        started.write(f"{{os.getpid()}} {{relevo.message().id}}\\n")
     if DELAY_S:
         await asyncio.sleep(DELAY_S)
     with open(SEEN, "a") as seen:

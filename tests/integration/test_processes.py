@@ -92,7 +92,9 @@ async def test_sigterm_with_handlers_running_exits_within_stop_timeout_plus_1s(
     run = start(runs, str(path), "--processes", "2")
     await wait_until(lambda: len(run.ready_pids()) == 2, 15, "2 children ready")
     await publish(path, 8)
-    await wait_until(lambda: run.count("stopping") == 0 and _busy(path), 10, "handlers busy")
+    started = tmp_path / "seen.txt.started"
+    await wait_until(lambda: len({pid for pid, _ in seen_ids(started)}) == 2, 10,
+                     "handlers running in both children")
     run.process.send_signal(signal.SIGTERM)
     sent_at = now()
     code = await asyncio.to_thread(run.wait_exit, 10)
@@ -100,10 +102,6 @@ async def test_sigterm_with_handlers_running_exits_within_stop_timeout_plus_1s(
     assert code == 1, run.output  # a stop timed out: their messages go back to Redis
     assert "stop_timeout" in run.output
     assert not any(alive(pid) for pid in run.all_ready_pids())
-
-
-def _busy(path: Path) -> bool:
-    return True  # handlers sleep 30s: once published and children ready, they are busy
 
 
 async def test_children_stop_on_their_own_when_the_parent_is_killed(

@@ -59,6 +59,11 @@ class Consumer:
         pool = self._pool
         return self._processed_before + (pool.processed if pool is not None else 0)
 
+    @property
+    def workers(self) -> list[asyncio.Task[None]]:
+        """The running worker tasks (empty when stopped)."""
+        return list(self._pool.workers) if self._pool is not None else []
+
     async def start(self) -> None:
         self._stopping = False
         handler = self.function.handler

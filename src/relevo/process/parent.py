@@ -151,16 +151,18 @@ class Parent:
                 restarts = 0
             restarts += 1
             why = child.exit_reason()
+            error = ""
             if child.error is not None:
-                why += f" before it was ready: {child.error}"
+                why += " before it was ready"
+                error = f": {child.error}"
             if self.policy.gives_up(restarts):
-                log.error("%s %s; giving up after %d restarts", child, why,
-                          self.policy.max_attempts)
+                log.error("%s %s; giving up after %d restarts%s", child, why,
+                          self.policy.max_attempts, error)
                 self._gave_up = True
                 self._stopping.set()
                 return
             delay = self.policy.delay_s(restarts)
-            log.error("%s %s; restart %d in %.1fs", child, why, restarts, delay)
+            log.error("%s %s; restart %d in %.1fs%s", child, why, restarts, delay, error)
             await asyncio.sleep(delay)
             child = await self._spawn(slot)
 
