@@ -25,6 +25,7 @@ from relevo.drivers.catalog import DRIVER_KINDS
 from relevo.errors import ConfigError, ConfigIssue, QueueNotFound, RelevoError
 from relevo.functions.base import Function
 from relevo.functions.catalog import FUNCTION_KINDS
+from relevo.functions.python import forget_file
 from relevo.ids import split
 from relevo.middleware.base import Middleware
 from relevo.middleware.dead_letter import DeadLetter
@@ -32,7 +33,7 @@ from relevo.middleware.entries import ENTRY_MIDDLEWARES
 from relevo.middleware.retry import RetryPolicy
 from relevo.queue import Queue
 from relevo.registry import Entry, Registry
-from relevo.reload.diff import Fingerprints, fingerprints, plan
+from relevo.reload.diff import Fingerprints, fingerprints, plan, referenced_files
 from relevo.supervisor.service import Service, Supervised
 from relevo.supervisor.status import Status
 from relevo.supervisor.supervisor import Supervisor
@@ -158,6 +159,10 @@ class App:
         supervisor = self._running()
         prints = fingerprints(registry)
         todo = plan(self._prints, registry, prints)
+        for entry_id in todo.changed:  # handler files are imported once: read them again
+            if registry[entry_id].kind == "function.python":
+                for file in referenced_files(registry[entry_id]):
+                    forget_file(file)
         await check_functions(registry, {*todo.added, *todo.changed})
         keep = {i: supervisor.services[i] for i in registry.entries
                 if i not in todo.added and i not in todo.restarted}

@@ -121,6 +121,16 @@ def _import_file(entry_id: str, path: Path, fail: Callable[[str, str], ConfigErr
     return module
 
 
+def forget_file(path: Path) -> None:
+    """Drop the modules imported from `path`, so the next load reads the file again
+    (a reload after the file changed)."""
+    path = path.resolve()
+    for name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None)
+        if file is not None and file.endswith(path.name) and Path(file).resolve() == path:
+            del sys.modules[name]
+
+
 def _only_public_callable(
     module: Any, path: Path, fail: Callable[[str, str], ConfigError]
 ) -> str:

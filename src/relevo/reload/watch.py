@@ -22,6 +22,7 @@ from relevo.reload.diff import referenced_files
 log = logging.getLogger("relevo.reload")
 
 DEBOUNCE_MS = 300  # an editor's save is often several writes: take them as one change
+WATCHING_CHECK_MS = 500  # how often the watch thread looks up from waiting
 
 
 def watched_files(root: Path, registry: Registry) -> set[str]:
@@ -29,6 +30,19 @@ def watched_files(root: Path, registry: Registry) -> set[str]:
     for entry in registry:
         files.update(p.resolve() for p in referenced_files(entry))
     return {str(p) for p in files}
+
+
+def _snapshot(root: Path, files: set[str]) -> dict[str, tuple[int, int] | None]:
+    """Size and modification time of each watched file, and of any new config file."""
+    names = files | ({str(p.resolve()) for p in config_files(root)} if root.is_dir() else set())
+    found: dict[str, tuple[int, int] | None] = {}
+    for name in names:
+        try:
+            stat = os.stat(name)
+            found[name] = (stat.st_mtime_ns, stat.st_size)
+        except OSError:
+            found[name] = None
+    return found
 
 
 def _folder(root: Path) -> Path | None:
@@ -57,14 +71,24 @@ async def watch_config(
                 and path.startswith(str(folder) + os.sep)
             )
 
-        log.info("watching %d files for changes", len(files))
+        before = _snapshot(root, files)
         changed = False
-        changes = awatch(*dirs, watch_filter=wanted, stop_event=stop,
-                         debounce=DEBOUNCE_MS, recursive=folder is not None)
+        # yield_on_timeout: the first (empty) batch proves the watch is in place; what
+        # changed before that is caught by comparing with the snapshot taken before it
+        changes = awatch(*dirs, watch_filter=wanted, stop_event=stop, debounce=DEBOUNCE_MS,
+                         recursive=folder is not None, yield_on_timeout=True,
+                         rust_timeout=WATCHING_CHECK_MS)
+        first = True
         try:
-            async for _ in changes:
-                changed = True
-                break
+            async for batch in changes:
+                if first:
+                    first = False
+                    log.info("watching %d files for changes", len(files))
+                    if _snapshot(root, files) != before:
+                        batch = batch or {(Change.modified, "")}
+                if batch:
+                    changed = True
+                    break
         finally:
             await changes.aclose()
         if not changed:
