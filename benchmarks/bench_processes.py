@@ -1,0 +1,150 @@
+"""Scaling with processes: a CPU-bound handler on Redis, 1 process against 2.
+
+    .venv/bin/python -m benchmarks.bench_processes [--messages 1500] [--work-ms 2]
+
+Each message costs the handler about `--work-ms` of pure Python (calibrated here, in
+this process, before the runs), so one process is bound by one core. Each run pre-fills
+a fresh Redis stream, starts `relevo run --processes N` and times from the first
+child's `ready` line until the queue is empty (a slight handicap for N > 1, whose later
+children start the clock before they consume). The ratio to one process is what
+matters: the machine may be shared, and then the absolute rates are noise. Needs Redis
+at $RELEVO_REDIS_URL (default redis://127.0.0.1:6379/0); keys live under a throwaway
+prefix, deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from redis.asyncio import Redis
+
+import relevo
+from benchmarks.harness import table
+
+URL = os.environ.get("RELEVO_REDIS_URL", "redis://127.0.0.1:6379/0")
+ROOT = Path(__file__).resolve().parents[1]
+
+HANDLER = """\
+LOOPS = {loops}
+
+async def main(body):
+    total = 0
+    for n in range(LOOPS):
+        total += n * n % 7
+    return total
+"""
+
+
+def burn(loops: int) -> int:
+    total = 0
+    for n in range(loops):
+        total += n * n % 7
+    return total
+
+
+def calibrate(work_s: float) -> int:
+    """Loop count that takes about `work_s` here (the best of a few tries)."""
+    loops = 10_000
+    best = min(_timed(loops) for _ in range(5))
+    return max(1, int(loops * work_s / best))
+
+
+def _timed(loops: int) -> float:
+    started = time.perf_counter()
+    burn(loops)
+    return time.perf_counter() - started
+
+
+def app_folder(prefix: str, loops: int) -> Path:
+    folder = Path(tempfile.mkdtemp(prefix="relevo-bench-"))
+    (folder / "handler.py").write_text(HANDLER.format(loops=loops))
+    (folder / "app.yaml").write_text('version: "1.0"\nnamespace: bench\nentries:\n' +
+                                     textwrap.indent(textwrap.dedent(f"""\
+        - name: redis
+          kind: queue.driver.redis
+          url: {URL}
+          key_prefix: '{prefix}'
+          block: 100ms
+          lifecycle: {{auto_start: true}}
+        - name: tasks
+          kind: queue.queue
+          driver: redis
+        - name: burn
+          kind: function.python
+          source: file://handler.py
+        - name: worker
+          kind: queue.consumer
+          queue: tasks
+          func: burn
+          concurrency: 1
+          prefetch: 20
+          lifecycle: {{auto_start: true}}
+        """), "  "))
+    return folder / "app.yaml"
+
+
+async def drain(processes: int, messages: int, loops: int) -> float:
+    prefix = f"relevo-bench:{uuid.uuid4().hex[:8]}:"
+    path = app_folder(prefix, loops)
+    app = relevo.load(path)
+    await app.open(start=False)
+    try:
+        for start in range(0, messages, 500):
+            count = min(500, messages - start)
+            await app.publish_batch("bench:tasks", [{"n": n} for n in range(count)])
+        first_ready = threading.Event()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "relevo", "run", str(path), "--processes", str(processes)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+        )
+        started: list[float] = []
+
+        def watch() -> None:
+            assert process.stdout is not None
+            for line in process.stdout:
+                # one process: the app logs "running;" once started; several: each child "ready"
+                if (" ready" in line or "running; press" in line) and not started:
+                    started.append(time.perf_counter())
+                    first_ready.set()
+
+        threading.Thread(target=watch, daemon=True).start()
+        await asyncio.to_thread(first_ready.wait, 60)
+        while (await app.info("bench:tasks"))["message_count"] > 0:
+            await asyncio.sleep(0.02)
+        elapsed = time.perf_counter() - started[0]
+        process.terminate()
+        await asyncio.to_thread(process.wait, 30)
+        return messages / elapsed
+    finally:
+        await app.close()
+        async with Redis.from_url(URL) as client:
+            keys = [k async for k in client.scan_iter(match=f"{prefix}*")]
+            if keys:
+                await client.delete(*keys)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--messages", type=int, default=1500)
+    parser.add_argument("--work-ms", type=float, default=2.0)
+    args = parser.parse_args()
+    loops = calibrate(args.work_ms / 1000)
+    print(f"{os.cpu_count()} cores; handler: {loops:,} loops, about {args.work_ms} ms here; "
+          f"{args.messages:,} messages pre-filled per run")
+    rows = [(f"{n} process{'es' if n > 1 else ''}",
+             asyncio.run(drain(n, args.messages, loops))) for n in (1, 2)]
+    table("CPU-bound handler on Redis, draining a pre-filled queue", rows, "1 process")
+
+
+if __name__ == "__main__":
+    main()
