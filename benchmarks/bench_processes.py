@@ -17,11 +17,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import subprocess
 import sys
 import tempfile
 import textwrap
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -102,28 +100,30 @@ async def drain(processes: int, messages: int, loops: int) -> float:
         for start in range(0, messages, 500):
             count = min(500, messages - start)
             await app.publish_batch("bench:tasks", [{"n": n} for n in range(count)])
-        first_ready = threading.Event()
-        process = subprocess.Popen(
-            [sys.executable, "-m", "relevo", "run", str(path), "--processes", str(processes)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "relevo", "run", str(path), "--processes", str(processes),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=ROOT,
         )
-        started: list[float] = []
+        assert process.stdout is not None
+        output = process.stdout
 
-        def watch() -> None:
-            assert process.stdout is not None
-            for line in process.stdout:
+        async def until_ready() -> float:
+            async for line in output:
                 # one process: the app logs "running;" once started; several: each child "ready"
-                if (" ready" in line or "running; press" in line) and not started:
-                    started.append(time.perf_counter())
-                    first_ready.set()
+                if b" ready" in line or b"running; press" in line:
+                    return time.perf_counter()
+            raise RuntimeError(f"relevo run --processes {processes} ended before it was ready")
 
-        threading.Thread(target=watch, daemon=True).start()
-        await asyncio.to_thread(first_ready.wait, 60)
-        while (await app.info("bench:tasks"))["message_count"] > 0:
+        started = await asyncio.wait_for(until_ready(), 60)
+        rest = asyncio.create_task(output.read())  # keep the pipe from filling up
+        while True:  # the queue counts ready and in-flight messages: 0 once all are acked
+            if (await app.info("bench:tasks"))["message_count"] == 0:
+                break
             await asyncio.sleep(0.02)
-        elapsed = time.perf_counter() - started[0]
+        elapsed = time.perf_counter() - started
         process.terminate()
-        await asyncio.to_thread(process.wait, 30)
+        await process.wait()
+        await rest
         return messages / elapsed
     finally:
         await app.close()
