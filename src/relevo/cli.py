@@ -95,7 +95,7 @@ def run(path: str, processes: int, max_messages_per_process: int | None,
         sys.exit(run_parent(path, app.registry, processes, limits=limits, reload=reload,
                             log_level=level))
     try:
-        asyncio.run(_run(app, reload))
+        asyncio.run(_run(app, reload=True) if reload else _run(app))
     except StopTimeout as exc:
         click.echo(f"stopped with handlers still running: {exc}", err=True)
         sys.exit(1)
@@ -104,7 +104,7 @@ def run(path: str, processes: int, max_messages_per_process: int | None,
         sys.exit(1)
 
 
-async def _run(app: App, reload: bool = False) -> None:
+async def _run(app: App, *, reload: bool = False) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 

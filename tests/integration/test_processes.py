@@ -147,3 +147,21 @@ async def test_recycling_replaces_a_child_past_its_message_limit_and_loses_nothi
     assert "recycling after" in run.output
     run.process.send_signal(signal.SIGINT)
     assert await asyncio.to_thread(run.wait_exit, 20) == 0, run.output
+
+
+async def test_a_second_signal_kills_the_children_and_exits_128_plus_its_number(
+    tmp_path: Path, prefix: str, runs: list[Relevo]
+) -> None:
+    path = redis_app(tmp_path, prefix, delay_s=30.0, stop_timeout="20s")
+    run = start(runs, str(path), "--processes", "2")
+    await wait_until(lambda: len(run.ready_pids()) == 2, 15, "2 children ready")
+    await publish(path, 8)
+    started = tmp_path / "seen.txt.started"
+    await wait_until(lambda: len({pid for pid, _ in seen_ids(started)}) == 2, 10,
+                     "handlers running in both children")
+    run.process.send_signal(signal.SIGTERM)
+    await wait_until(lambda: run.count("stopping 2 children gracefully") == 1, 5, "a stop")
+    run.process.send_signal(signal.SIGINT)
+    assert await asyncio.to_thread(run.wait_exit, 5) == 128 + signal.SIGINT, run.output
+    children = run.all_ready_pids()
+    await wait_until(lambda: not any(alive(pid) for pid in children), 5, "children killed")
