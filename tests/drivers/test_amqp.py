@@ -24,7 +24,7 @@ import pytest
 
 import relevo
 from relevo.drivers.amqp import delays
-from relevo.drivers.amqp.connection import connection_url
+from relevo.drivers.amqp.connection import connection_url, reconnect_backoff
 from relevo.drivers.amqp.driver import AmqpDriver
 from relevo.drivers.amqp.settings import AmqpSettings
 from relevo.drivers.base import QueueSpec
@@ -990,3 +990,23 @@ async def run_retrying_worker_until_killed(queue: str, count: int, due: float) -
         await process.wait()
     assert line.startswith(b"retried "), line
     return line.split()[1].decode().split(",")
+
+
+def test_a_delay_becomes_whole_units_rounded_up_written_highest_bit_first() -> None:
+    assert delays.units_for(0.05) == 1
+    assert delays.units_for(0.051) == 2, "rounded up: never early"
+    assert delays.units_for(0.0001) == 1
+    for delay_s in (0.1, 0.3, 0.7, 1.234, 59.99, 3600.0, 86400 * 3.3):
+        assert delays.units_for(delay_s) * delays.UNIT_S >= delay_s
+        assert delays.units_for(delay_s) * delays.UNIT_S < delay_s + delays.UNIT_S + 1e-9
+    key = delays.routing_key(13).split(".")
+    assert len(key) == delays.LEVELS
+    assert key[-4:] == ["1", "1", "0", "1"]
+    assert set(key[:-4]) == {"0"}
+
+
+def test_reconnect_waits_follow_relevos_backoff_from_reconnect_delay_up_to_its_cap() -> None:
+    backoff = reconnect_backoff(settings(reconnect_delay=0.5, reconnect_max_delay=3))
+    assert all(0.45 <= backoff.delay_s(1) <= 0.55 for _ in range(50))
+    assert all(0.9 <= backoff.delay_s(2) <= 1.1 for _ in range(50))
+    assert all(2.7 <= backoff.delay_s(20) <= 3.3 for _ in range(50))

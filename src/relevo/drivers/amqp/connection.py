@@ -2,7 +2,8 @@
 
 `AmqpLink.ready` is set while a connection is usable. When the connection drops,
 the link clears it, tells its owner (`on_lost`), and reconnects: the first attempt
-after `reconnect_delay`, each failure doubling the wait up to `reconnect_max_delay`.
+after `reconnect_delay`, each failure doubling the wait up to `reconnect_max_delay`
+(relevo's `Backoff`, with its +/-10% jitter so many workers do not reconnect in step).
 Once connected it runs `on_restored` (re-declare queues) before setting `ready`, so
 consumers waiting on `ready` re-subscribe to queues that exist again.
 """
@@ -19,6 +20,7 @@ import aio_pika
 import aiormq
 from yarl import URL
 
+from relevo.backoff import Backoff
 from relevo.drivers.amqp.settings import AmqpSettings
 from relevo.drivers.client_logs import quiet_connection_events
 from relevo.drivers.tls import ssl_context
@@ -60,6 +62,14 @@ def connection_url(settings: AmqpSettings) -> URL:
     return url
 
 
+def reconnect_backoff(settings: AmqpSettings) -> Backoff:
+    """Waits between reconnect attempts: from `reconnect_delay`, doubling, capped, +/-10%."""
+    return Backoff(
+        initial_delay_s=settings.reconnect_delay,
+        max_delay_s=max(settings.reconnect_delay, settings.reconnect_max_delay),
+    )
+
+
 def safe_url(url: URL) -> str:
     """The URL for logs and errors, password hidden."""
     return str(url.with_password("***") if url.password else url)
@@ -76,6 +86,7 @@ class AmqpLink:
     ) -> None:
         self.settings = settings
         self.url = connection_url(settings)
+        self.backoff = reconnect_backoff(settings)
         self.ready = asyncio.Event()
         self.connection: aiormq.abc.AbstractConnection | None = None
         self._aio_connection: aio_pika.abc.AbstractConnection | None = None
@@ -174,16 +185,18 @@ class AmqpLink:
             self._reconnecting = asyncio.get_running_loop().create_task(self._reconnect())
 
     async def _reconnect(self) -> None:
-        delay = self.settings.reconnect_delay
+        attempt = 1
+        delay = self.backoff.delay_s(attempt)
         while not self._stopping:
             await asyncio.sleep(delay)
             try:
                 await self._connect()
                 await self._on_restored()
             except CONNECT_ERRORS as exc:
+                attempt += 1
+                delay = self.backoff.delay_s(attempt)
                 log.warning("AMQP reconnect failed (%s); next try in %.1fs", _describe(exc), delay)
                 await self._drop_half_open()
-                delay = min(delay * 2, self.settings.reconnect_max_delay)
                 continue
             if self.connection is None or self.connection.is_closed:
                 continue  # lost again while restoring; its close callback took over

@@ -172,7 +172,7 @@ class AmqpSubscription:
 
     async def _resubscribe(self) -> None:
         """Consume again once the link is back (it re-declared the queues first)."""
-        delay = self._link.settings.reconnect_delay
+        attempt = 0
         while self._active and not self._closed:
             try:
                 await self._subscribe(None)
@@ -184,8 +184,8 @@ class AmqpSubscription:
             except RelevoError as exc:
                 if self._link.ready.is_set():
                     log.warning("AMQP consumer on %r cannot resubscribe: %s", self.queue, exc)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self._link.settings.reconnect_max_delay)
+            attempt += 1
+            await asyncio.sleep(self._link.backoff.delay_s(attempt))
 
     # -- delivering ---------------------------------------------------------------
 
