@@ -19,7 +19,9 @@ dead-lettering (the wait queue keeps it until the next queue confirmed it).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
+import time
 from collections.abc import Awaitable, Callable, Sequence
 
 import aiormq
@@ -37,6 +39,9 @@ LEVELS = 32
 """Bits of the delay in units: the longest delay is UNIT_S * (2**32 - 1), about 6.8 years."""
 
 MAX_DELAY_S = UNIT_S * (2**LEVELS - 1)
+
+PROBE_EVERY_S = 10.0
+"""How often info() looks for ladder levels another process declared (see `Ladders.count`)."""
 
 _UNIT_MS = round(UNIT_S * 1000)
 _NAME_MAX = 255
@@ -87,7 +92,8 @@ class Ladders:
     def __init__(self, channel: ChannelFn, publisher: Publisher) -> None:
         self._channel = channel
         self._publisher = publisher
-        self._tops: dict[str, int] = {}  # queue -> highest level declared by this driver
+        self._tops: dict[str, int] = {}  # queue -> highest level known to exist
+        self._probed: dict[str, float] = {}  # queue -> when levels above were last looked for
         self._lock = asyncio.Lock()
 
     async def publish(
@@ -157,25 +163,47 @@ class Ladders:
                     level_name(queue, level - 1), name, routing_key=_pattern(level, "0")
                 )
 
-    def declared(self, queue: str) -> bool:
-        return queue in self._tops
-
     async def rebind(self, channel: aiormq.Channel, queue: str) -> None:
         """Bind `queue` to its ladder again (the queue was declared anew: its bindings died)."""
         if queue in self._tops:
             await channel.queue_bind(queue, level_name(queue, 0), routing_key=_pattern(0, "0"))
 
-    async def count(self, channel: aiormq.Channel, queue: str) -> int:
-        """Messages waiting in `queue`'s ladder, whoever declared it.
+    async def count(self, queue: str, probe: ChannelFn) -> int:
+        """Messages waiting in `queue`'s ladder, whoever declared its levels.
 
-        Levels are declared from 0 up without gaps, so the count probes upward until a
-        level is missing; that 404 closes `channel`, which the caller gives for it.
+        Levels exist from 0 up without gaps. Those known here are counted on the control
+        channel; levels above them (declared by another process) are looked for on a
+        channel from `probe`, as the search ends in a 404 that closes the channel and
+        that RabbitMQ logs as an error: hence at most once per `PROBE_EVERY_S` per queue.
         """
+        channel = await self._channel()
+        top = self._tops.get(queue, -1)
         total = 0
-        for level in range(LEVELS):
+        for level in range(top + 1):
             try:
                 ok = await channel.queue_declare(level_name(queue, level), passive=True)
-            except aiormq.exceptions.ChannelNotFoundEntity:
-                break
+            except aiormq.exceptions.ChannelNotFoundEntity:  # deleted behind our back
+                self._tops.pop(queue, None)
+                return total
             total += ok.message_count or 0
+        now = time.monotonic()
+        if top + 1 < LEVELS and now - self._probed.get(queue, -PROBE_EVERY_S) >= PROBE_EVERY_S:
+            self._probed[queue] = now
+            total += await self._probe(queue, top + 1, await probe())
         return total
+
+    async def _probe(self, queue: str, low: int, channel: aiormq.Channel) -> int:
+        total = 0
+        try:
+            for level in range(low, LEVELS):
+                try:
+                    ok = await channel.queue_declare(level_name(queue, level), passive=True)
+                except aiormq.exceptions.ChannelNotFoundEntity:
+                    return total
+                self._tops[queue] = level  # exists: count it from now on
+                total += ok.message_count or 0
+            return total
+        finally:
+            if not channel.is_closed:
+                with contextlib.suppress(*CONNECT_ERRORS):
+                    await channel.close()

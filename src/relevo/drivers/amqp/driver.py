@@ -125,18 +125,15 @@ class AmqpDriver:
         return QueueStats(ok.message_count or 0, in_flight, ok.consumer_count or 0, delayed)
 
     async def _delayed(self, queue: str) -> int:
-        """Messages in the queue's ladder, probed on a channel of its own (it ends in a 404)."""
+        """Messages in the queue's delay ladder (best effort across processes: see Ladders)."""
         deadline = asyncio.get_running_loop().time() + self.settings.connection_timeout
         try:
-            channel = await self._link.channel(deadline, confirms=False)
             async with asyncio.timeout_at(deadline):
-                count = await self._ladders.count(channel, queue)
+                return await self._ladders.count(
+                    queue, lambda: self._link.channel(deadline, confirms=False)
+                )
         except (TimeoutError, *CONNECT_ERRORS) as exc:
             raise DriverUnavailable(f"cannot count delayed messages of {queue!r}: {exc}") from exc
-        if not channel.is_closed:
-            with contextlib.suppress(*CONNECT_ERRORS):
-                await channel.close()
-        return count
 
     async def _passive_declare(self, queue: str) -> aiormq.spec.Queue.DeclareOk:
         channel = await self._control_channel()
