@@ -928,6 +928,33 @@ async def test_a_delayed_retry_is_stored_before_its_original_leaves_and_comes_ba
     await wait_counts(driver, queue, message_count=0, delayed=0)
 
 
+async def test_a_delayed_retry_is_counted_somewhere_at_every_moment_until_it_comes_back(
+    make_driver: Callable[..., Awaitable[AmqpDriver]],
+) -> None:
+    """Regression: info() read the queue, then its ladder from the lowest level up, and
+    took the consumer's in-flight count before either; a message moving down the ladder
+    or into the queue (or delivered but not yet arrived) meanwhile was counted nowhere."""
+    driver = await make_driver()
+    queue = unique("delay-counted")
+    await driver.declare(QueueSpec(queue, {"durable": False}))
+    for round_ in range(3):
+        await driver.publish(queue, [envelope(round_)])
+        sink = Arrivals(ack=False)
+        sub = await driver.attach(queue, sink, 10, {})
+        await sink.wait_for(1)
+        delivery = sink.got[0][0]
+        delivery.claim()
+        sub.settle(delivery, Outcome.NACK, time.time() + 0.35)  # 7 units: 3 levels
+        deadline = time.monotonic() + 15
+        while len(sink.got) < 2:
+            stats = await driver.info(queue)
+            assert stats.message_count + stats.delayed >= 1, "the message was nowhere"
+            assert time.monotonic() < deadline, "the retry never came back"
+        sink.got[1][0].ack()
+        await sub.close()
+        await wait_counts(driver, queue, message_count=0, delayed=0)
+
+
 async def test_a_delay_of_hours_waits_in_the_high_levels_of_the_ladder(
     make_driver: Callable[..., Awaitable[AmqpDriver]],
 ) -> None:

@@ -163,6 +163,10 @@ class Ladders:
                     level_name(queue, level - 1), name, routing_key=_pattern(level, "0")
                 )
 
+    def known(self, queue: str) -> bool:
+        """Whether `queue` has a ladder, as far as this driver knows."""
+        return queue in self._tops
+
     async def rebind(self, channel: aiormq.Channel, queue: str) -> None:
         """Bind `queue` to its ladder again (the queue was declared anew: its bindings died)."""
         if queue in self._tops:
@@ -172,24 +176,28 @@ class Ladders:
         """Messages waiting in `queue`'s ladder, whoever declared its levels.
 
         Levels exist from 0 up without gaps. Those known here are counted on the control
-        channel; levels above them (declared by another process) are looked for on a
-        channel from `probe`, as the search ends in a 404 that closes the channel and
-        that RabbitMQ logs as an error: hence at most once per `PROBE_EVERY_S` per queue.
+        channel, highest first, the way messages move, so a message moving down while
+        they are read is seen once (a message in the middle of a dead-letter transfer
+        is counted by neither level for those few ms). Levels above them (declared by
+        another process) are looked for on a channel from `probe`, as the search ends
+        in a 404 that closes the channel and that RabbitMQ logs as an error: hence at
+        most once per `PROBE_EVERY_S` per queue.
         """
-        channel = await self._channel()
-        top = self._tops.get(queue, -1)
         total = 0
-        for level in range(top + 1):
+        top = self._tops.get(queue, -1)
+        now = time.monotonic()
+        if top + 1 < LEVELS and now - self._probed.get(queue, -PROBE_EVERY_S) >= PROBE_EVERY_S:
+            self._probed[queue] = now
+            total += await self._probe(queue, top + 1, await probe())
+            top = self._tops.get(queue, -1)
+        channel = await self._channel()
+        for level in range(top, -1, -1):  # the way messages move: none slips past the count
             try:
                 ok = await channel.queue_declare(level_name(queue, level), passive=True)
             except aiormq.exceptions.ChannelNotFoundEntity:  # deleted behind our back
                 self._tops.pop(queue, None)
                 return total
             total += ok.message_count or 0
-        now = time.monotonic()
-        if top + 1 < LEVELS and now - self._probed.get(queue, -PROBE_EVERY_S) >= PROBE_EVERY_S:
-            self._probed[queue] = now
-            total += await self._probe(queue, top + 1, await probe())
         return total
 
     async def _probe(self, queue: str, low: int, channel: aiormq.Channel) -> int:
