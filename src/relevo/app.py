@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from contextvars import Token
 from dataclasses import replace
@@ -12,9 +11,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, cast
 
+from relevo import clock as relevo_clock
 from relevo import dead_letters
 from relevo.backoff import Backoff
-from relevo.clock import due_time
+from relevo.clock import Clock, due_time
 from relevo.codecs import CODECS
 from relevo.config.build import Source, load_registry
 from relevo.config.checks import driver_short, merged_options
@@ -60,9 +60,17 @@ class App:
     (`middleware/entries.py`) add theirs after these.
     """
 
-    def __init__(self, registry: Registry, *, middlewares: Sequence[Middleware] = ()) -> None:
+    def __init__(
+        self, registry: Registry, *, middlewares: Sequence[Middleware] = (),
+        clock: Clock | None = None,
+    ) -> None:
         self.registry = registry
         self.middlewares: list[Middleware] = list(middlewares)
+        # the time delays and retries go by; a clock given here (a test's manual clock)
+        # is the one in use while the app is open
+        self.clock: Clock = clock or relevo_clock.current()
+        self._own_clock = clock is not None
+        self._previous_clock: Clock | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self._token: Token[Runtime | None] | None = None
         self._supervisor: Supervisor | None = None  # kept after close, for status()
@@ -94,6 +102,8 @@ class App:
             raise RelevoError("this app is already running")
         self.loop = asyncio.get_running_loop()
         self._prints = fingerprints(self.registry)
+        if self._own_clock:
+            self._previous_clock = relevo_clock.use(self.clock)
         self._supervisor = Supervisor(self.registry, self._build())
         self._open = True
         self._token = current_runtime.set(self)
@@ -126,6 +136,9 @@ class App:
                 await supervisor.stop_all(skip=consumers)
         finally:
             self._closing = False
+            if self._previous_clock is not None:
+                relevo_clock.use(self._previous_clock)
+                self._previous_clock = None
             if self._token is not None:
                 try:
                     current_runtime.reset(self._token)
@@ -289,7 +302,7 @@ class App:
     async def _unfinished(self, queues: list[Queue]) -> dict[str, Any]:
         """What each queue still holds or runs, by queue ID; empty once all is done."""
         left: dict[str, Any] = {}
-        now = time.time()
+        now = self.clock.time()
         for queue in queues:
             stats = await queue.stats()
             due = stats.next_due is not None and stats.next_due <= now

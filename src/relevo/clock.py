@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Protocol
 
 from relevo.durations import parse_duration_s
-from relevo.errors import PublishError
+from relevo.errors import PublishError, RelevoError
 
 
 class Timer(Protocol):
@@ -39,6 +39,13 @@ class SystemClock:
 
     def call_at(self, when: float, callback: Callable[[], None]) -> Timer:
         return asyncio.get_running_loop().call_later(max(0.0, when - time.time()), callback)
+
+    def advance(self, seconds: float) -> None:
+        """Wall time cannot be moved: only a test's manual clock can."""
+        raise RelevoError(
+            "clock.advance() needs a manual clock: load the application with "
+            "relevo.testing.in_memory(...) (this one keeps wall time)"
+        )
 
 
 _current: Clock = SystemClock()

@@ -15,8 +15,8 @@ import pytest
 import relevo
 from relevo import clock
 from relevo.errors import PublishError
+from relevo.testing.clock import ManualClock, manual_clock
 from tests.appfiles import write_app
-from tests.clocks import ManualClock, manual_clock
 from tests.waiting import queue_holds, wait_until, wait_until_async
 
 HERE = "tests.integration.test_retries"

@@ -9,6 +9,7 @@ from relevo.config.build import Source, load_registry
 from relevo.config.checks import driver_short, merged_options
 from relevo.drivers.memory_settings import MemorySettings
 from relevo.registry import Entry, Registry
+from relevo.testing.clock import ManualClock
 
 MEMORY = "queue.driver.memory"
 
@@ -18,9 +19,10 @@ def in_memory(source: Source) -> App:
 
     Queues, consumers, functions, dead letters and retry policies stay as declared; a
     queue keeps its `max_length`, the one broker option with a meaning in memory. Nothing
-    starts until `async with app`, and no broker is needed.
+    starts until `async with app`, and no broker is needed. `app.clock` is a manual
+    clock: delays and retry backoff wait until the test calls `app.clock.advance(s)`.
     """
-    return App(memory_registry(load_registry(source)))
+    return App(memory_registry(load_registry(source)), clock=ManualClock())
 
 
 def memory_registry(registry: Registry) -> Registry:

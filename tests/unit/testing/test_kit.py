@@ -173,3 +173,34 @@ async def test_the_relevo_app_fixture_starts_the_marked_application(relevo_app: 
     await relevo_app.join()
     assert relevo_app.status("app:worker") == "running"
     assert {"id": 11} in SEEN
+
+
+async def test_a_one_hour_retry_is_tested_by_moving_the_clock() -> None:
+    calls: list[float] = []
+
+    async def handler(task: Any) -> None:
+        calls.append(app.clock.time())
+        if len(calls) == 1:
+            raise relevo.Retry("1h")
+
+    document = code_first(handler)
+    app = in_memory(document)
+    async with app:
+        start = app.clock.time()
+        await app.publish("app:tasks", {"id": 1})
+        await app.join()
+        app.clock.advance(3599)
+        await app.join()
+        assert len(calls) == 1, "not a second early"
+        assert (await app.info("app:tasks"))["delayed"] == 1
+        app.clock.advance(1)
+        await app.join()
+    assert calls == [start, start + 3600]
+
+
+async def test_only_an_in_memory_application_can_move_its_clock() -> None:
+    async with relevo.load(code_first(print)) as app:
+        with pytest.raises(relevo.errors.RelevoError, match="in_memory"):
+            app.clock.advance(1)
+    with pytest.raises(ValueError, match="forward"):
+        in_memory(code_first(print)).clock.advance(-1)

@@ -1,4 +1,8 @@
-"""A manual clock for tests: time moves only when the test says so (`advance`)."""
+"""A manual clock for tests: time moves only when the test says so (`advance`).
+
+An `in_memory` application runs on one (`app.clock`), so a test of a one-hour retry
+policy takes no hour: `app.clock.advance(3600)` fires the wake-ups that came due.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,8 @@ from relevo import clock
 
 
 class ManualTimer:
+    """A wake-up of a manual clock; cancelled ones never fire."""
+
     def __init__(self) -> None:
         self.cancelled = False
 
@@ -36,6 +42,9 @@ class ManualClock:
         return timer
 
     def advance(self, seconds: float) -> None:
+        """Move time forward, firing in due order every wake-up due by the new time."""
+        if seconds < 0:
+            raise ValueError(f"a clock only moves forward (got {seconds})")
         target = self.now + seconds
         while self._timers and self._timers[0][0] <= target:
             when, _, timer, callback = heapq.heappop(self._timers)
