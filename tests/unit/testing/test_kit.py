@@ -204,3 +204,12 @@ async def test_only_an_in_memory_application_can_move_its_clock() -> None:
             app.clock.advance(1)
     with pytest.raises(ValueError, match="forward"):
         in_memory(code_first(print)).clock.advance(-1)
+
+
+def test_a_test_delivery_records_a_delayed_nack() -> None:
+    with delivery({"id": 1}) as d:
+        assert relevo.message().nack("busy", delay=30)
+        assert not relevo.message().ack(), "settling is single-shot"
+    assert d.outcome == "nack"
+    assert d.due is not None
+    assert d.due - relevo.clock.now() == pytest.approx(30, abs=5)
