@@ -85,9 +85,15 @@ class Publisher:
         future.result()
 
     async def close(self) -> None:
+        """Stop the writers; publishes still waiting fail with DriverUnavailable."""
         for task in list(self._writers.values()):
             task.cancel()
             await asyncio.wait({task}, timeout=2.0)
+        for batch in self._pending.values():
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(DriverUnavailable("postgres driver stopped"))
+        self._pending.clear()
 
     async def _write_loop(self, queue: str) -> None:
         try:
