@@ -59,6 +59,7 @@ class Parent:
         self._gave_up = False
         self._signals = 0
         self._recycle_due: dict[int, asyncio.Event] = {}
+        self._spawning: set[asyncio.Future[ChildProcess]] = set()
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -89,6 +90,7 @@ class Parent:
         self._stopping.set()
 
     async def _stop_children(self) -> int:
+        await asyncio.gather(*self._spawning, return_exceptions=True)
         children = list(self.children)
         for child in children:
             child.request_stop()
@@ -114,6 +116,13 @@ class Parent:
     # -- one slot: start, restart, recycle ------------------------------------------
 
     async def _spawn(self, slot: int) -> ChildProcess:
+        # shielded: a stop arriving mid-spawn must still find the child in self.children
+        task = asyncio.ensure_future(self._register(slot))
+        self._spawning.add(task)
+        task.add_done_callback(self._spawning.discard)
+        return await asyncio.shield(task)
+
+    async def _register(self, slot: int) -> ChildProcess:
         child = await ChildProcess.spawn(self.path, slot, self.log_level)
         self.children.add(child)
         child.exited.add_done_callback(lambda _: self.children.discard(child))
