@@ -165,3 +165,35 @@ async def test_a_second_signal_kills_the_children_and_exits_128_plus_its_number(
     assert await asyncio.to_thread(run.wait_exit, 5) == 128 + signal.SIGINT, run.output
     children = run.all_ready_pids()
     await wait_until(lambda: not any(alive(pid) for pid in children), 5, "children killed")
+
+
+HOARDING_HANDLER = """\
+import os
+import relevo
+
+SEEN = {seen!r}
+HOARD = []
+
+async def main(body):
+    HOARD.append(bytearray(4 * 1024 * 1024))  # touched: it counts as resident
+    HOARD[-1][::4096] = b"x" * (len(HOARD[-1]) // 4096)
+    with open(SEEN, "a") as seen:
+        seen.write(f"{{os.getpid()}} {{relevo.message().id}}\\n")
+"""
+
+
+async def test_recycling_replaces_a_child_past_its_memory_limit_and_loses_nothing(
+    tmp_path: Path, prefix: str, runs: list[Relevo]
+) -> None:
+    seen = tmp_path / "seen.txt"
+    path = redis_app(tmp_path, prefix, handler=HOARDING_HANDLER.format(seen=str(seen)))
+    run = start(runs, str(path), "--processes", "1", "--max-memory-per-process", "200MB")
+    await wait_until(lambda: len(run.ready_pids()) == 1, 15, "1 child ready")
+    ids = await publish(path, 120, pause_s=0.005)
+    await wait_until(lambda: {i for _, i in seen_ids(seen)} >= set(ids), 30,
+                     "every published ID handled")
+    await wait_until(lambda: run.count("recycled") >= 1, 10, "a child recycled")
+    assert "MiB resident (limit 200 MiB)" in run.output
+    assert len({pid for pid, _ in seen_ids(seen)}) >= 2, "the replacement took over"
+    run.process.send_signal(signal.SIGTERM)
+    assert await asyncio.to_thread(run.wait_exit, 20) == 0, run.output

@@ -55,6 +55,8 @@ class ChildProcess:
         self.retiring = False  # told to stop: its exit is no crash
         self.on_stats: Callable[[ChildProcess], None] | None = None
         self.reading: asyncio.Task[None] | None = None
+        self.checked = False  # the parent has seen its first stats
+        self.memory_exempt = False  # over the memory limit from the start: not recycled for it
 
     @classmethod
     async def spawn(cls, path: str, slot: int, log_level: str) -> ChildProcess:

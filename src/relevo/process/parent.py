@@ -38,7 +38,8 @@ class Limits:
     def exceeded(self, child: ChildProcess) -> str | None:
         if self.max_messages is not None and child.processed >= self.max_messages:
             return f"{child.processed} messages processed (limit {self.max_messages})"
-        if self.max_memory is not None and child.rss >= self.max_memory:
+        if (self.max_memory is not None and child.rss >= self.max_memory
+                and not child.memory_exempt):
             return f"{child.rss // 2**20} MiB resident (limit {self.max_memory // 2**20} MiB)"
         return None
 
@@ -134,6 +135,14 @@ class Parent:
         due = self._recycle_due.get(child.slot)
         if due is None or due.is_set() or child.retiring:
             return
+        if not child.checked:  # its first report, just after it got ready
+            child.checked = True
+            limit = self.limits.max_memory
+            if limit is not None and child.rss >= limit:
+                log.warning("%s uses %d MiB once started, more than --max-memory-per-process "
+                            "(%d MiB): it will not be recycled for its memory", child,
+                            child.rss // 2**20, limit // 2**20)
+                child.memory_exempt = True  # else every replacement would be replaced again
         reason = self.limits.exceeded(child)
         if reason is not None:
             log.info("%s: recycling after %s", child, reason)
