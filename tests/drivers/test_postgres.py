@@ -309,3 +309,32 @@ async def test_concurrent_publishes_share_statements_but_not_failures(
     await sink.wait_for(50)
     assert sink.ids == [e.id for e in good], "publish order is kept"
     await sub.close()
+
+
+async def test_consumers_and_publishers_carry_on_after_the_server_drops_their_connections(
+    make_driver: MakeDriver, raw: psycopg.AsyncConnection[Any]
+) -> None:
+    """A dropped connection used to kill the driver's loops: telling a lost connection
+    from a bug raised TypeError. Here every connection the driver holds (pool and
+    LISTEN) is closed under it at once, mid-drain, as a failover or a restart does."""
+    name = f"relevo-test-{uuid.uuid4().hex[:8]}"
+    driver = await make_driver(dsn=f"{POSTGRES_DSN}?application_name={name}",
+                               reconnect_delay=0.05, reconnect_max_delay=0.2)
+    queue = await declared(driver)
+    sink = Collector(auto="ack")
+    sub = await driver.attach(queue, sink, 20, {})
+    before = [envelope(f"before{i}") for i in range(50)]
+    await driver.publish(queue, before)
+    await sink.wait_for(50)
+    found = await raw.execute(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+        "WHERE application_name = %s", (name,)
+    )
+    assert (await found.fetchone()) != (0,), "the driver's connections were not found"
+    after = [envelope(f"after{i}") for i in range(50)]
+    for item in after:  # the first ones meet dead pooled connections
+        await driver.publish(queue, [item])
+    await sink.wait_for(100)
+    assert set(sink.ids) >= {e.id for e in before + after}
+    await counts(driver, queue, message_count=0)
+    await sub.close()

@@ -10,19 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any, TypeVar
 
 import psycopg
-from psycopg_pool import PoolTimeout
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from relevo.errors import DriverUnavailable, PublishError, RelevoError
+
+T = TypeVar("T")
 
 TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout, OSError)
 """Errors a retry may cure: the server or the network went away, or the pool is empty."""
 
 
 def transient(exc: BaseException) -> bool:
-    return isinstance(exc, TRANSIENT | TimeoutError)
+    return isinstance(exc, (*TRANSIENT, TimeoutError))
 
 
 @contextlib.contextmanager
@@ -47,3 +50,30 @@ async def bounded(what: str, timeout_s: float) -> AsyncIterator[None]:
     with translated(what):
         async with asyncio.timeout(timeout_s):
             yield
+
+
+async def on_connection(
+    pool: AsyncConnectionPool,
+    what: str,
+    timeout_s: float,
+    work: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]],
+) -> T:
+    """Run `work` on a pooled connection, errors translated, within `timeout_s`.
+
+    A pooled connection the server closed (a restart, a failover, an idle timeout) fails
+    on first use; `work` then runs again on a fresh one, with short backoff, until the
+    deadline. So `work` must be safe to repeat: every statement the driver retries is.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    delay = 0.05
+    with translated(what):
+        while True:
+            try:
+                async with asyncio.timeout_at(deadline), pool.connection() as conn:
+                    return await work(conn)
+            except Exception as exc:
+                if not transient(exc) or loop.time() + delay >= deadline:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)

@@ -12,16 +12,15 @@ Every psycopg exception is translated into `relevo.errors` in boundary.py.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import msgpack
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from relevo.drivers.base import Capabilities, DeliverySink, QueueSpec, QueueStats
-from relevo.drivers.postgres.boundary import bounded, translated
+from relevo.drivers.postgres.boundary import bounded, on_connection, translated
 from relevo.drivers.postgres.listener import Listener
 from relevo.drivers.postgres.publisher import Publisher, Rows
 from relevo.drivers.postgres.queries import SCHEMA_VERSION, Queries
@@ -33,6 +32,8 @@ from relevo.drivers.postgres.settings import (
 from relevo.drivers.postgres.subscription import PostgresSubscription
 from relevo.errors import DriverUnavailable, PublishError, QueueNotFound
 from relevo.message import Envelope
+
+T = TypeVar("T")
 
 
 class PostgresDriver:
@@ -103,8 +104,7 @@ class PostgresDriver:
 
     async def declare(self, spec: QueueSpec) -> None:
         PostgresQueueOptions.model_validate(dict(spec.options))
-        async with self._connection(f"declare {spec.name!r}") as conn:
-            await conn.execute(self.queries.declare, {"queue": spec.name})
+        await self._count(f"declare {spec.name!r}", self.queries.declare, {"queue": spec.name})
 
     async def publish(
         self, queue: str, envelopes: Sequence[Envelope], due: float | None = None
@@ -148,8 +148,12 @@ class PostgresDriver:
         sub = PostgresSubscription(
             self._db(), self.queries, self.settings, listener, queue, sink, prefetch
         )
-        async with self._connection(f"attach to {queue!r}") as conn:
-            await conn.execute(self.queries.heartbeat, {"queue": queue, "token": sub.token})
+        try:  # counted in info() at once, not at the keeper's first tick
+            await self._count(f"attach to {queue!r}", self.queries.heartbeat,
+                              {"queue": queue, "token": sub.token})
+        except BaseException:
+            await sub.close()
+            raise
         self._subscriptions = {s for s in self._subscriptions if not s.closed}
         self._subscriptions.add(sub)
         return sub
@@ -165,10 +169,13 @@ class PostgresDriver:
     async def peek(self, queue: str, limit: int, after: str | None = None) -> list[Envelope]:
         await self._require(queue)
         params = {"queue": queue, "limit": limit, "after": after}
-        async with self._connection(f"peek at {queue!r}") as conn:
+
+        async def fetch(conn: psycopg.AsyncConnection[Any]) -> list[Any]:
             cur = conn.cursor(binary=True)
             await cur.execute(self.queries.peek, params)
-            rows = await cur.fetchall()
+            return await cur.fetchall()
+
+        rows = await self._run(f"peek at {queue!r}", fetch)
         return [
             Envelope(message_id, body, msgpack.unpackb(headers) if headers else None, attempts)
             for message_id, body, headers, attempts in rows
@@ -185,13 +192,10 @@ class PostgresDriver:
 
     # -- helpers ------------------------------------------------------------------------
 
-    @contextlib.asynccontextmanager
-    async def _connection(
-        self, what: str
-    ) -> AsyncIterator[psycopg.AsyncConnection[tuple[Any, ...]]]:
-        """A pooled connection, errors translated, the whole use bounded by publish_timeout."""
-        async with bounded(what, self.settings.publish_timeout), self._db().connection() as conn:
-            yield conn
+    async def _run(
+        self, what: str, work: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]
+    ) -> T:
+        return await on_connection(self._db(), what, self.settings.publish_timeout, work)
 
     def _db(self) -> AsyncConnectionPool:
         if self._pool is None:
@@ -204,9 +208,13 @@ class PostgresDriver:
             raise QueueNotFound(f"postgres queue {queue!r} is not declared")
 
     async def _fetch_one(self, what: str, query: str, params: dict[str, Any]) -> Any:
-        async with self._connection(what) as conn:
+        async def fetch(conn: psycopg.AsyncConnection[Any]) -> Any:
             return await (await conn.execute(query, params)).fetchone()
 
+        return await self._run(what, fetch)
+
     async def _count(self, what: str, query: str, params: dict[str, Any]) -> int:
-        async with self._connection(what) as conn:
+        async def count(conn: psycopg.AsyncConnection[Any]) -> int:
             return (await conn.execute(query, params)).rowcount
+
+        return await self._run(what, count)

@@ -90,7 +90,7 @@ class Listener:
                 delays = delays or backoff_s(self.settings)
                 delay = next(delays)
                 logger.warning("postgres LISTEN connection lost (%s); reconnecting in %.2fs",
-                               exc, delay)
+                               str(exc).partition("\n")[0] or repr(exc), delay)
                 if conn is not None:
                     await conn.close()
                 conn = None

@@ -14,9 +14,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import msgpack
+import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from relevo.drivers.postgres.boundary import transient, translated
+from relevo.drivers.postgres.boundary import on_connection
 from relevo.drivers.postgres.queries import Queries
 from relevo.drivers.postgres.settings import PostgresSettings
 from relevo.errors import DriverUnavailable, PublishError, QueueNotFound
@@ -127,22 +128,14 @@ class Publisher:
             self._writers.pop(queue, None)
 
     async def _write(self, queue: str, rows: Rows) -> None:
-        """One INSERT; a connection the server dropped (a restart) is retried on a fresh
-        one until the publish timeout. A retried batch may be stored twice, never lost."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.settings.publish_timeout
-        delay = 0.05
+        """One INSERT. Retried on a fresh connection when the server dropped the one it
+        had (see on_connection): a retried batch may be stored twice, never lost."""
         params = rows.params(queue, self.queries)
-        with translated(f"publish to {queue!r}"):
-            while True:
-                try:
-                    async with asyncio.timeout_at(deadline), self.pool.connection() as conn:
-                        cur = await conn.execute(self.queries.publish, params)
-                    break
-                except Exception as exc:
-                    if not transient(exc) or loop.time() + delay >= deadline:
-                        raise
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, self.settings.reconnect_max_delay)
-        if cur.rowcount == 0:
+
+        async def insert(conn: psycopg.AsyncConnection[Any]) -> int:
+            return (await conn.execute(self.queries.publish, params)).rowcount
+
+        stored = await on_connection(self.pool, f"publish to {queue!r}",
+                                     self.settings.publish_timeout, insert)
+        if stored == 0:
             raise QueueNotFound(f"postgres queue {queue!r} is not declared")

@@ -17,11 +17,12 @@ from collections.abc import Coroutine, Sequence
 from typing import Any
 
 import msgpack
+import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from relevo.drivers.base import DeliverySink, deliver_unreadable, watch_task
 from relevo.drivers.credit import Credit
-from relevo.drivers.postgres.boundary import transient
+from relevo.drivers.postgres.boundary import on_connection, transient
 from relevo.drivers.postgres.keeper import LeaseKeeper
 from relevo.drivers.postgres.listener import Listener, backoff_s
 from relevo.drivers.postgres.queries import Queries
@@ -249,11 +250,16 @@ class PostgresSubscription:
 
     async def _give_back(self, held: list[int]) -> None:
         """Everything still leased to this subscription returns; `held` had handlers."""
-        q, params = self.queries, self._params
-        async with self.pool.connection() as conn, conn.pipeline():
-            await conn.execute(q.give_back, params | {"held": held})
-            await conn.execute(q.leave, params)
-            await conn.execute(q.notify, params)
+        q, params = self.queries, self._params | {"held": held}
+
+        async def give_back(conn: psycopg.AsyncConnection[Any]) -> None:
+            async with conn.pipeline():
+                await conn.execute(q.give_back, params)
+                await conn.execute(q.leave, params)
+                await conn.execute(q.notify, params)
+
+        await on_connection(self.pool, f"close on {self.queue!r}",
+                            self.settings.publish_timeout, give_back)
 
 
 async def _stop(task: asyncio.Task[None]) -> None:
