@@ -639,3 +639,16 @@ class DriverConformance:
         assert sorted(got) == sorted(e.id for e in sent)
         for sub in subs:
             await sub.close()
+
+    async def test_peek_and_purge_leave_delayed_messages_alone(
+        self, driver: Driver, queue: str
+    ) -> None:
+        if not driver.capabilities.delays:
+            pytest.skip("this driver keeps no delayed messages")
+        ready, waiting = envelope("ready"), envelope("waiting")
+        await driver.publish(queue, [ready])
+        await driver.publish(queue, [waiting], due=time.time() + 3600)
+        assert [e.id for e in await driver.peek(queue, 10)] == [ready.id]
+        assert await driver.remove(queue, [waiting.id]) == 0
+        assert await driver.purge(queue) == 1
+        await self.wait_counts(driver, queue, ready=0, delayed=1)

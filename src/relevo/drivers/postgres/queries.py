@@ -147,8 +147,8 @@ class Queries:
                  AND seen_at > now() - %(stale_s)s * interval '1 second')
             FROM {s}.queues AS q WHERE q.name = %(queue)s"""
 
-        # peek, remove and purge touch only rows nobody holds: ready ones (and, for
-        # remove and purge, delayed ones: they are waiting in the queue as well).
+        # peek, remove and purge touch only ready rows: nobody holds them and their time
+        # has come (the protocol's "ready"; delayed rows wait for their time untouched).
         self.peek = f"""
             SELECT id, body, headers, attempts FROM {m}
             WHERE queue = %(queue)s AND locked_until IS NULL AND due <= now()
@@ -159,5 +159,8 @@ class Queries:
             LIMIT %(limit)s"""
         self.remove = f"""
             DELETE FROM {m}
-            WHERE queue = %(queue)s AND id = ANY(%(ids)s) AND locked_until IS NULL"""
-        self.purge = f"DELETE FROM {m} WHERE queue = %(queue)s AND locked_until IS NULL"
+            WHERE queue = %(queue)s AND id = ANY(%(ids)s) AND locked_until IS NULL
+              AND due <= now()"""
+        self.purge = f"""
+            DELETE FROM {m}
+            WHERE queue = %(queue)s AND locked_until IS NULL AND due <= now()"""
