@@ -150,7 +150,14 @@ def test_a_person_sees_counts_live_opens_a_dead_letter_and_requeues_it(
         "stopped"
     )
 
+    async def reminders() -> None:
+        await app.publish_batch("shop:emails", [{"remind": n} for n in range(4)], delay="10m")
+        await app.publish("shop:emails", {"remind": "soon"}, delay=300)
+
+    served.call(reminders)
     page.goto(served.url + "/delayed")
+    expect(page.locator('[data-queue="shop:emails"][data-field="delayed"]')).to_have_text("5")
+    expect(page.locator("tr", has_text="shop:emails")).to_contain_text("(in 5 min)")
     shot(page, images, "delayed.png")
 
 
