@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,7 @@ class Call:
     attempts: int
     headers: dict[str, Any]
     thread: str
+    at: float = field(default_factory=time.time)  # wall time the handler ran
 
 
 @dataclass

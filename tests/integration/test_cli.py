@@ -191,8 +191,17 @@ def test_validate_compiles_lua_sources(tmp_path: Path) -> None:
     assert "h.lua:2:" in result.stderr
 
 
-def test_publish_refuses_a_negative_delay(tmp_path: Path, redis_prefix: str) -> None:
+def test_publish_delays_messages_and_refuses_a_negative_delay(
+    tmp_path: Path, redis_prefix: str
+) -> None:
     path = write_app(tmp_path, REDIS_APP.format(prefix=redis_prefix))
+    for delay in ("30s", "45"):
+        result = relevo("publish", str(path), "app:tasks", '{"id": 1}', "--delay", delay)
+        assert result.returncode == 0, result.stderr
+    info = relevo("info", str(path), "app:tasks")
+    assert info.returncode == 0, info.stderr
+    assert json.loads(info.stdout)["delayed"] == 2
+    assert json.loads(info.stdout)["message_count"] == 0
     bad = relevo("publish", str(path), "app:tasks", '{"id": 1}', "--delay", "-5s")
     assert bad.returncode == 1
     assert "delay: a duration cannot be negative" in bad.stderr

@@ -3,6 +3,7 @@ dead letter, and a consumer stopped mid-stream that loses nothing."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -51,7 +52,9 @@ async def driver_yaml(request: pytest.FixtureRequest) -> AsyncIterator[str]:
                 await client.delete(*keys)
 
 
-def app_on(tmp_path: Path, driver_yaml: str, handler: str, consumer: str = "") -> Path:
+def app_on(
+    tmp_path: Path, driver_yaml: str, handler: str, consumer: str = "", queue: str = ""
+) -> Path:
     suffix = uuid.uuid4().hex[:10]
     return write_app(tmp_path, driver_yaml + f"""\
 - name: tasks
@@ -59,7 +62,7 @@ def app_on(tmp_path: Path, driver_yaml: str, handler: str, consumer: str = "") -
   driver: broker
   queue_name: tasks-{suffix}
   dead_letter: {{queue: dead, max_attempts: 2}}
-  {QUEUE_OPTIONS}
+{queue}  {QUEUE_OPTIONS}
 - name: dead
   kind: queue.queue
   driver: broker
@@ -105,6 +108,37 @@ async def test_a_failing_message_is_retried_then_dead_lettered(
         await queue_holds(app, "app:tasks", 0)
     assert [(c.id, c.attempts) for c in handlers.state.calls] == [(message_id, 1),
                                                                    (message_id, 2)]
+
+
+def require_delays(app: relevo.App) -> None:
+    if not app.queues["app:tasks"].driver.capabilities.delays:
+        pytest.skip("this driver cannot hold delayed messages")
+
+
+async def test_a_failing_message_waits_its_backoff_before_the_retry(
+    tmp_path: Path, driver_yaml: str
+) -> None:
+    retry = "  retry: {initial_delay: 300ms, jitter: 0}\n"
+    async with relevo.load(app_on(tmp_path, driver_yaml, "record", queue=retry)) as app:
+        require_delays(app)
+        await app.publish("app:tasks", {"id": 1, "fail": True})
+        await wait_until(lambda: len(handlers.state.calls) == 2, 10, "two attempts")
+        await queue_holds(app, "app:dead", 1)
+    first, second = handlers.state.calls
+    assert second.at - first.at >= 0.3
+
+
+async def test_a_delayed_publish_is_handled_no_sooner_than_asked(
+    tmp_path: Path, driver_yaml: str
+) -> None:
+    async with relevo.load(app_on(tmp_path, driver_yaml, "record")) as app:
+        require_delays(app)
+        published = time.time()
+        await app.publish("app:tasks", {"id": 1}, delay="400ms")
+        assert (await app.info("app:tasks"))["delayed"] == 1
+        await wait_until(lambda: len(handlers.state.calls) == 1, 10, "handled")
+        await queue_holds(app, "app:tasks", 0)
+    assert handlers.state.calls[0].at - published >= 0.4
 
 
 async def test_stopping_a_consumer_mid_stream_loses_nothing(

@@ -8,6 +8,7 @@ and so a command is never silently sent twice.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import ssl
 from collections.abc import Iterator, Mapping
@@ -18,6 +19,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError, TimeoutError
 
+from relevo.backoff import Backoff
 from relevo.drivers.client_logs import quiet_connection_events
 from relevo.drivers.redis.settings import RedisSettings
 from relevo.drivers.settings import TlsSettings
@@ -72,11 +74,11 @@ def tls_connection_class(tls: TlsSettings) -> type[TlsConnection]:
 
 
 def backoff_s(settings: RedisSettings) -> Iterator[float]:
-    """Delays between reconnect attempts: reconnect_delay doubling up to reconnect_max_delay."""
-    delay = settings.reconnect_delay
-    while True:
-        yield delay
-        delay = min(delay * 2, settings.reconnect_max_delay)
+    """Delays between reconnect attempts: reconnect_delay doubling up to
+    reconnect_max_delay, with jitter, so processes that lost Redis together spread out."""
+    backoff = Backoff(settings.reconnect_delay, settings.reconnect_max_delay, 2.0, 0.1)
+    for attempt in itertools.count(1):
+        yield backoff.delay_s(attempt)
 
 
 async def stop_task(task: asyncio.Task[None], timeout_s: float = 2.0) -> None:

@@ -8,7 +8,11 @@ A stream is a log, not a queue; the driver adds what a queue needs:
   the stream; nack and release re-add the entry atomically (requeue.lua);
 - dead consumers' entries come back through XAUTOCLAIM (reclaim.lua), live handlers keep
   theirs with lease extension (subscription.py);
-- a queue this driver declared is declared again if Redis comes back without it.
+- a queue this driver declared is declared again if Redis comes back without it;
+- delayed messages (publish with `due`, nack with `due`) wait in a sorted set per queue
+  (`<stream>:delayed`, scored by due time); `mover.py` moves them into the stream when
+  due with `promote.lua`; a delayed nack stores the copy and settles the original in
+  one script (`retry.lua`).
 
 Every redis-py exception is translated here into `relevo.errors`.
 """
@@ -20,6 +24,7 @@ import contextlib
 import itertools
 import os
 import socket
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
@@ -28,15 +33,18 @@ from redis.exceptions import RedisError, ResponseError
 
 from relevo.drivers.base import Capabilities, DeliverySink, QueueSpec, QueueStats
 from relevo.drivers.redis.connection import create_client
+from relevo.drivers.redis.fields import pack_delayed
 from relevo.drivers.redis.inspection import Inspector
+from relevo.drivers.redis.mover import Mover
 from relevo.drivers.redis.publisher import Publisher
+from relevo.drivers.redis.scripts import DELAY
 from relevo.drivers.redis.settings import (
     RedisConsumerOptions,
     RedisQueueOptions,
     RedisSettings,
 )
 from relevo.drivers.redis.subscription import NETWORK_ERRORS, RedisSubscription
-from relevo.errors import DriverUnavailable, QueueNotFound, RelevoError
+from relevo.errors import DriverUnavailable, PublishError, QueueNotFound, RelevoError
 from relevo.message import Envelope
 
 GROUP = "relevo"
@@ -54,7 +62,9 @@ def default_consumer_name() -> str:
 class RedisDriver:
     """`queue.driver.redis`."""
 
-    capabilities = Capabilities(durable=True, exact_in_flight=True, nack_to_tail=True)
+    capabilities = Capabilities(
+        durable=True, exact_in_flight=True, nack_to_tail=True, delays=True
+    )
 
     def __init__(self, settings: RedisSettings | None = None) -> None:
         self.settings = settings or RedisSettings()
@@ -63,6 +73,7 @@ class RedisDriver:
         self._maxlen: dict[str, int | None] = {}  # queues declared here, and their maxlen
         self._subscriptions: set[RedisSubscription] = set()
         self._inspector: Inspector | None = None
+        self._mover: Mover | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -79,8 +90,12 @@ class RedisDriver:
         self._client = client
         self._publisher = Publisher(client, self.settings, self._declare_again)
         self._inspector = Inspector(client, GROUP)
+        self._mover = Mover(client, self.settings, self._keys)
 
     async def stop(self) -> None:
+        if self._mover is not None:
+            await self._mover.close()
+            self._mover = None
         for sub in list(self._subscriptions):
             await sub.close()
         self._subscriptions.clear()
@@ -98,11 +113,19 @@ class RedisDriver:
         """The stream key of a queue."""
         return self.settings.key_prefix + queue
 
+    def delayed(self, queue: str) -> str:
+        """The sorted-set key of a queue's delayed messages."""
+        return self.settings.key_prefix + queue + ":delayed"
+
+    def _keys(self, queue: str) -> tuple[str, str]:
+        return self.stream(queue), self.delayed(queue)
+
     async def declare(self, spec: QueueSpec) -> None:
         options = RedisQueueOptions.model_validate(dict(spec.options))
         async with self._boundary(f"declare {spec.name!r}"):
             await self._create_group(spec.name)
         self._maxlen[spec.name] = options.maxlen
+        self._moving().watch(spec.name)
 
     async def _create_group(self, queue: str) -> None:
         # From ID 0, so entries added before the group existed are delivered too.
@@ -119,13 +142,42 @@ class RedisDriver:
         await self._create_group(queue)
         return True
 
-    async def publish(self, queue: str, envelopes: Sequence[Envelope]) -> None:
+    async def publish(
+        self, queue: str, envelopes: Sequence[Envelope], due: float | None = None
+    ) -> None:
         if not envelopes:
+            return
+        if due is not None and due > time.time():
+            await self._publish_delayed(queue, envelopes, due)
             return
         publisher = self._publisher
         if publisher is None:
             raise DriverUnavailable("redis driver is not running")
         await publisher.publish(queue, self.stream(queue), self._maxlen.get(queue), envelopes)
+
+    async def _publish_delayed(
+        self, queue: str, envelopes: Sequence[Envelope], due: float
+    ) -> None:
+        """Into the queue's sorted set, in one script call (the queue must exist)."""
+        try:
+            members = [pack_delayed("p" + e.id, e) for e in envelopes]
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise PublishError(f"redis publish to {queue!r}: bad headers: {exc}") from None
+        keys, args = [self.stream(queue), self.delayed(queue)], [repr(due), *members]
+        async with self._boundary(f"delayed publish to {queue!r}"):
+            stored = await DELAY.run(self._redis(), keys, args)
+            if stored == -1 and await self._declare_again(queue):
+                stored = await DELAY.run(self._redis(), keys, args)
+        if stored == -1:
+            raise QueueNotFound(f"redis queue {queue!r} is not declared")
+        mover = self._moving()
+        mover.watch(queue)
+        mover.wake(due)
+
+    def _moving(self) -> Mover:
+        if self._mover is None:
+            raise DriverUnavailable("redis driver is not running")
+        return self._mover
 
     async def attach(
         self, queue: str, sink: DeliverySink, prefetch: int, options: Mapping[str, Any]
@@ -147,9 +199,11 @@ class RedisDriver:
         # The queue exists now: should Redis come back without it, its consumers
         # declare it again rather than wait on a group that is gone.
         self._maxlen.setdefault(queue, None)
+        mover = self._moving()
+        mover.watch(queue)
         sub = RedisSubscription(
             self._redis(), self.settings, stream, GROUP, consumer, sink, max(1, prefetch),
-            recreate,
+            recreate, self.delayed(queue), mover.wake,
         )
         self._subscriptions = {s for s in self._subscriptions if not s.closed}
         self._subscriptions.add(sub)
@@ -158,12 +212,17 @@ class RedisDriver:
     async def info(self, queue: str) -> QueueStats:
         stream = self.stream(queue)
         async with self._boundary(f"info on {queue!r}"):
+            await self._moving().promote(queue)  # due messages count as ready, moved or not
             pipe = self._redis().pipeline(transaction=False)
             pipe.xlen(stream)
             pipe.xpending(stream, GROUP)
             pipe.xinfo_consumers(stream, GROUP)
-            length, pending, consumers = await pipe.execute(raise_on_error=False)
-        for reply in (length, pending, consumers):
+            pipe.zcard(self.delayed(queue))
+            pipe.zrange(self.delayed(queue), 0, 0, withscores=True)
+            length, pending, consumers, delayed, first = await pipe.execute(
+                raise_on_error=False
+            )
+        for reply in (length, pending, consumers, delayed, first):
             if isinstance(reply, ResponseError):
                 raise QueueNotFound(f"redis queue {queue!r} is not declared ({reply})")
             if isinstance(reply, Exception):
@@ -171,7 +230,10 @@ class RedisDriver:
         in_flight = int(pending["pending"])
         stale_ms = (2 * self.settings.claim_idle + self.settings.block) * 1000
         live = sum(1 for c in consumers if c["pending"] > 0 or c["idle"] <= stale_ms)
-        return QueueStats(max(0, int(length) - in_flight), in_flight, live)
+        return QueueStats(
+            max(0, int(length) - in_flight), in_flight, live, int(delayed),
+            float(first[0][1]) if first else None,
+        )
 
     async def peek(self, queue: str, limit: int, after: str | None = None) -> list[Envelope]:
         async with self._inspecting(queue, "peek") as inspector:

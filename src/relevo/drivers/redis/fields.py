@@ -8,6 +8,10 @@
 
 Field names are one letter because every entry stores them; `requeue.lua` and
 `reclaim.lua` rewrite `a` in place.
+
+A delayed message waits as one member of the queue's sorted set: msgpack values one
+after another, a unique token first (so two equal messages stay two members), then the
+same field/value pairs; `promote.lua` XADDs them as they are when the message is due.
 """
 
 from __future__ import annotations
@@ -32,6 +36,14 @@ def encode(envelope: Envelope) -> tuple[Any, ...]:
     if envelope.attempts:
         return (ID, envelope.id, BODY, envelope.body, ATTEMPTS, envelope.attempts)
     return (ID, envelope.id, BODY, envelope.body)
+
+
+def pack_delayed(token: str, envelope: Envelope) -> bytes:
+    """The sorted-set member of a delayed message (see the module docstring).
+
+    Bytes as msgpack raw strings: Redis' Lua `cmsgpack` reads no bin type."""
+    packer = msgpack.Packer(use_bin_type=False)
+    return b"".join([packer.pack(token), *(packer.pack(value) for value in encode(envelope))])
 
 
 def decode_headers(raw: bytes | None) -> Headers | None:

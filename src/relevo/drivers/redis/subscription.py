@@ -7,7 +7,9 @@ Three tasks per subscription:
   than the free credit;
 - the flusher sends queued settlements in one pipeline per round: acks as XACK + XDEL
   (the entry leaves the stream, which therefore does not grow), nacks and releases
-  through `requeue.lua`; whatever is settled while a round is in flight joins the next.
+  through `requeue.lua`, delayed nacks through `retry.lua` (the copy goes to the
+  queue's sorted set of delayed messages in the same step as the original leaves);
+  whatever is settled while a round is in flight joins the next.
   A settlement frees its credit only once Redis has it, so at most `prefetch` entries
   are ever pending for this consumer in Redis, however long an outage holds acks back;
 - the keeper extends the lease of every entry this consumer still has pending, held by
@@ -34,7 +36,7 @@ from redis.exceptions import ConnectionError, NoScriptError, ResponseError, Time
 from relevo.drivers.base import DeliverySink, deliver_unreadable, watch_task
 from relevo.drivers.redis.connection import backoff_s, stop_task
 from relevo.drivers.redis.fields import ATTEMPTS, BODY, HEADERS, ID, decode_headers, unreadable
-from relevo.drivers.redis.scripts import RECLAIM, REQUEUE
+from relevo.drivers.redis.scripts import RECLAIM, REQUEUE, RETRY
 from relevo.drivers.redis.settings import RedisSettings
 from relevo.message import Delivery, Outcome
 
@@ -58,6 +60,8 @@ class RedisSubscription:
         sink: DeliverySink,
         prefetch: int,
         recreate: Callable[[], Awaitable[None]],
+        delayed: str,
+        on_delayed: Callable[[float], None],
     ) -> None:
         self.loop = asyncio.get_running_loop()
         self.thread_id = threading.get_ident()
@@ -71,6 +75,9 @@ class RedisSubscription:
         self.credit = prefetch
         self.unsettled: dict[bytes, Delivery] = {}
         self._recreate = recreate
+        self.delayed = delayed  # the queue's sorted set of delayed messages
+        self._on_delayed = on_delayed  # wakes the driver's mover for a new due time
+        self._delays: list[tuple[bytes, float]] = []  # delayed nacks: (entry ID, due)
         self._acks: list[bytes] = []
         self._nacks: list[bytes] = []
         self._releases: list[bytes] = []
@@ -224,7 +231,10 @@ class RedisSubscription:
         if outcome is Outcome.ACK:
             self._acks.append(tag)
         elif outcome is Outcome.NACK:
-            self._nacks.append(tag)
+            if due is None:
+                self._nacks.append(tag)
+            else:
+                self._delays.append((tag, due))
         else:
             self._releases.append(tag)
         self._owed += 1
@@ -235,16 +245,22 @@ class RedisSubscription:
             await self._dirty.wait()
             self._dirty.clear()
             await self._flush()
-            if self._closing and not (self._acks or self._nacks or self._releases):
+            if self._closing and not self._queued():
                 return
 
+    def _queued(self) -> bool:
+        return bool(self._acks or self._nacks or self._releases or self._delays)
+
     async def _flush(self) -> None:
-        acks, nacks, releases = self._acks, self._nacks, self._releases
-        if not (acks or nacks or releases):
+        acks, nacks, releases, delays_ = self._acks, self._nacks, self._releases, self._delays
+        if not (acks or nacks or releases or delays_):
             return
-        self._acks, self._nacks, self._releases = [], [], []
+        self._acks, self._nacks, self._releases, self._delays = [], [], [], []
         owed, self._owed = self._owed, 0
-        self._sending = [*acks, *nacks, *releases]
+        self._sending = [*acks, *nacks, *releases, *(tag for tag, _ in delays_)]
+        retry_args: list[Any] = [self.group, self.consumer]
+        for tag, due in delays_:
+            retry_args += (tag, repr(due))
         delays = None
         while True:
             pipe = self.client.pipeline(transaction=False)
@@ -254,6 +270,8 @@ class RedisSubscription:
             calls = [(bump, ids) for bump, ids in ((1, nacks), (0, releases)) if ids]
             for bump, ids in calls:
                 REQUEUE.queue(pipe, [self.stream], [self.group, self.consumer, bump, *ids])
+            if delays_:
+                RETRY.queue(pipe, [self.stream, self.delayed], retry_args)
             try:
                 results = await pipe.execute(raise_on_error=False)
                 break
@@ -265,9 +283,14 @@ class RedisSubscription:
                 await self._pause(delay)
         if delays is not None:
             self._reachable.set()
-        for (bump, ids), result in zip(calls, results[2 if acks else 0 :], strict=True):
+        start = 2 if acks else 0
+        for (bump, ids), result in zip(calls, results[start : start + len(calls)], strict=True):
             if isinstance(result, NoScriptError):
                 await self._requeue(ids, bump)
+        if delays_:
+            if isinstance(results[-1], NoScriptError):
+                await RETRY.run(self.client, [self.stream, self.delayed], retry_args)
+            self._on_delayed(min(due for _, due in delays_))
         for result in results:
             if isinstance(result, Exception) and not isinstance(result, NoScriptError):
                 logger.warning("redis settle on %s: %s", self.stream, result)
@@ -313,12 +336,13 @@ class RedisSubscription:
             await asyncio.sleep(period)
 
     def _unsent(self) -> bool:
-        return bool(self._acks or self._nacks or self._releases or self._sending)
+        return self._queued() or bool(self._sending)
 
     async def _renew_leases(self) -> None:
         """Reset the idle time of every entry still pending for this consumer."""
         pending: list[Any] = [
-            *self.unsettled, *self._acks, *self._nacks, *self._releases, *self._sending
+            *self.unsettled, *self._acks, *self._nacks, *self._releases, *self._sending,
+            *(tag for tag, _ in self._delays),
         ]
         if pending:
             await self.client.xclaim(

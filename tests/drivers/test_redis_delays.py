@@ -1,0 +1,105 @@
+"""Delayed messages on Redis: what the shared contract cannot show with one driver."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+from redis.asyncio import Redis
+
+from relevo.drivers.base import QueueSpec
+from relevo.drivers.redis.driver import RedisDriver
+from tests.conftest import require_service
+from tests.drivers.conformance import Collector, envelope
+from tests.drivers.test_redis import REDIS_URL, delete_keys, settings
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.broker
+
+MakeDriver = Callable[[], Awaitable[RedisDriver]]
+
+
+@pytest.fixture
+async def make_driver() -> AsyncIterator[MakeDriver]:
+    """Started drivers sharing one key prefix, as processes share one Redis."""
+    require_service("redis", "127.0.0.1", 6379)
+    prefix = f"relevo-test:{uuid.uuid4().hex[:12]}:"
+    made: list[RedisDriver] = []
+
+    async def make() -> RedisDriver:
+        driver = RedisDriver(settings(key_prefix=prefix))
+        await driver.start()
+        made.append(driver)
+        return driver
+
+    yield make
+    for driver in made:
+        await driver.stop()
+    await delete_keys(prefix)
+
+
+async def test_movers_of_several_processes_promote_each_delayed_message_once(
+    make_driver: MakeDriver,
+) -> None:
+    drivers = [await make_driver() for _ in range(3)]
+    for driver in drivers:
+        await driver.declare(QueueSpec("jobs", {}))
+    sinks = [Collector(auto="ack") for _ in drivers]
+    subs = [await d.attach("jobs", sink, 20, {}) for d, sink in zip(drivers, sinks, strict=True)]
+    sent = [envelope(i) for i in range(300)]
+    due = time.time() + 0.3
+    for n, driver in enumerate(drivers):  # each process delays a third
+        await driver.publish("jobs", sent[n::3], due + n * 0.05)
+    await wait_until(lambda: sum(len(s.deliveries) for s in sinks) >= 300, 10, "300")
+    stats = await drivers[0].info("jobs")
+    assert (stats.message_count, stats.delayed) == (0, 0)
+    got = sorted(i for s in sinks for i in s.ids)
+    assert got == sorted(e.id for e in sent)  # each exactly once
+    assert min(t for s in sinks for t in s.arrived) >= due - 0.002
+    for sub in subs:
+        await sub.close()
+
+
+async def test_a_due_message_whose_queue_is_gone_is_logged_and_kept(
+    make_driver: MakeDriver, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Deleting a queue must not drop the delayed messages waiting for it."""
+    caplog.set_level(logging.WARNING, logger="relevo.drivers.redis")
+    driver = await make_driver()
+    await driver.declare(QueueSpec("gone", {}))
+    sent = envelope(1)
+    await driver.publish("gone", [sent], time.time() + 0.2)
+    async with Redis.from_url(REDIS_URL) as client:
+        await client.delete(driver.stream("gone"))
+        await wait_until(lambda: any("no longer exists" in r.getMessage()
+                                     for r in caplog.records), 5, "the warning")
+        assert await client.zcard(driver.delayed("gone")) == 1
+    await driver.declare(QueueSpec("gone", {}))
+    sink = Collector(auto="ack")
+    sub = await driver.attach("gone", sink, 5, {})
+    await sink.wait_for(1)
+    assert sink.ids == [sent.id]
+    await sub.close()
+
+
+async def test_a_delayed_nack_keeps_the_body_byte_for_byte_and_the_headers_typed(
+    make_driver: MakeDriver,
+) -> None:
+    driver = await make_driver()
+    await driver.declare(QueueSpec("bytes", {}))
+    body = bytes(range(256)) * 4
+    sent = envelope(1, body, count=3, f=0.5, flag=True, text="é")
+    await driver.publish("bytes", [sent], time.time() + 0.1)
+    sink = Collector()
+    sub = await driver.attach("bytes", sink, 5, {})
+    await sink.wait_for(1)
+    assert sink.deliveries[0].nack("again", delay=0.1)
+    await sink.wait_for(2)
+    again = sink.deliveries[1]
+    assert (again.body, again.attempts) == (body, 2)
+    assert again.headers == {"count": 3, "f": 0.5, "flag": True, "text": "é"}
+    again.ack()
+    await sub.close()
