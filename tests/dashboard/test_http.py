@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -408,3 +409,23 @@ def test_the_token_comes_from_the_environment_by_default(
     assert board.client.get(
         "/api/queues", headers={"authorization": "Bearer from-env"}
     ).status_code == 200
+
+
+def test_a_live_queue_on_a_driver_whose_peek_counts_attempts_is_peeked_only_on_request(
+    board: Board,
+) -> None:
+    """AMQP gives peeked messages back marked redelivered, which its consumers count as an
+    attempt: the queue page must not do that to a live queue on every visit."""
+    driver = board.app.queues["shop:emails"].driver
+    driver.capabilities = dataclasses.replace(driver.capabilities, quiet_peek=False)
+    board.call(board.app.publish, "shop:emails", {"n": 1})
+    board.dead_letters(1)
+    page = board.client.get("/queues/shop:emails")
+    assert "Peek anyway" in page.text
+    assert "<details" not in page.text
+    asked = board.client.get("/queues/shop:emails", params={"peek": 1})
+    assert "Peek anyway" not in asked.text
+    assert asked.text.count('<details class="message">') == 1
+    dead = board.client.get("/queues/shop:orders_dead")  # nobody consumes dead letters
+    assert "Peek anyway" not in dead.text
+    assert "<details" in dead.text

@@ -35,6 +35,7 @@ class QueueRow:
     stats: QueueStats | None
     error: str | None
     rates: Rates | None
+    quiet_peek: bool  # False: peeking marks messages redelivered (AMQP), see the queue page
 
     @property
     def is_dead_letter_queue(self) -> bool:
@@ -101,6 +102,7 @@ class Model:
             stats=stats,
             error=error,
             rates=self.rate_source.rates(queue_id),
+            quiet_peek=self.app.queues[queue_id].driver.capabilities.quiet_peek,
         )
 
     async def queues(self) -> list[QueueRow]:

@@ -38,9 +38,15 @@ def routes(board: Dashboard) -> list[Route]:
         context: dict[str, Any] = {
             "queue": row, "chart": chart(board.history.series(row.id)),
         }
+        # On a driver whose peek is not quiet (AMQP marks peeked messages redelivered,
+        # which its consumers count as an attempt), a live queue is peeked only on request.
+        ask = not row.quiet_peek and not row.is_dead_letter_queue and (
+            request.query_params.get("peek") != "1"
+        )
         if not _partial(request):
-            context["messages"] = await _peek(board, row, limit, after)
+            context["messages"] = [] if ask else await _peek(board, row, limit, after)
             context.update(limit=limit, after=after, page_no=_page_no(request))
+        context["ask_to_peek"] = ask
         return _page(board, request, "queue.html", "queue", context)
 
     async def dead_letter_index(request: Request) -> Response:
