@@ -96,6 +96,7 @@ async def drain(processes: int, messages: int, loops: int) -> float:
     path = app_folder(prefix, loops)
     app = relevo.load(path)
     await app.open(start=False)
+    process: asyncio.subprocess.Process | None = None
     try:
         for start in range(0, messages, 500):
             count = min(500, messages - start)
@@ -126,6 +127,9 @@ async def drain(processes: int, messages: int, loops: int) -> float:
         await rest
         return messages / elapsed
     finally:
+        if process is not None and process.returncode is None:  # the run failed midway
+            process.terminate()
+            await process.wait()
         await app.close()
         async with Redis.from_url(URL) as client:
             keys = [k async for k in client.scan_iter(match=f"{prefix}*")]
