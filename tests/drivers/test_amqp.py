@@ -59,12 +59,12 @@ class QueueJanitor:
             channel = await connection.channel()
             for name in self.names:
                 await channel.queue_delete(name)
-                channel = await self._delete_ladder(connection, channel, name)
+                channel = await self.delete_ladder(connection, channel, name)
         finally:
             await connection.close()
 
     @staticmethod
-    async def _delete_ladder(
+    async def delete_ladder(
         connection: aiormq.abc.AbstractConnection, channel: aiormq.abc.AbstractChannel, queue: str
     ) -> aiormq.abc.AbstractChannel:
         """Delete the delay ladder's levels, from 0 up to the first one missing (its 404)."""
@@ -953,6 +953,29 @@ async def test_a_delayed_retry_is_counted_somewhere_at_every_moment_until_it_com
         sink.got[1][0].ack()
         await sub.close()
         await wait_counts(driver, queue, message_count=0, delayed=0)
+
+
+async def test_a_ladder_deleted_behind_the_drivers_back_is_declared_again_on_the_next_delay(
+    make_driver: Callable[..., Awaitable[AmqpDriver]], janitor: QueueJanitor,
+) -> None:
+    """Regression: publishing to a deleted ladder exchange is a 404 that the publisher took
+    for a dropped connection, so every delayed publish to the queue retried until its
+    publish timeout and failed with DriverUnavailable."""
+    driver = await make_driver()
+    queue = unique("delay-ladder-gone")
+    await driver.declare(QueueSpec(queue, {"durable": False}))
+    await driver.publish(queue, [envelope(1)], time.time() + 0.2)
+    await wait_counts(driver, queue, ready=1, delayed=0)
+    connection = await aiormq.connect(URL)
+    try:
+        await janitor.delete_ladder(connection, await connection.channel(), queue)
+    finally:
+        await connection.close()
+
+    due = time.time() + 0.2
+    await driver.publish(queue, [envelope(2)], due)
+    await wait_counts(driver, queue, ready=2, delayed=0)
+    assert time.time() >= due
 
 
 async def test_a_delay_of_hours_waits_in_the_high_levels_of_the_ladder(

@@ -119,8 +119,8 @@ class Publisher:
                 body, exchange=exchange, routing_key=key, properties=props, mandatory=True,
                 wait=False,
             )
-        except aiormq.exceptions.PublishError:
-            return _RETURNED
+        except (aiormq.exceptions.PublishError, aiormq.exceptions.ChannelNotFoundEntity):
+            return _RETURNED  # unroutable, or (a delay ladder's) exchange deleted: 404
         except aiormq.exceptions.DeliveryError:
             return _REFUSED
         except CONNECT_ERRORS:
