@@ -429,3 +429,17 @@ def test_a_live_queue_on_a_driver_whose_peek_counts_attempts_is_peeked_only_on_r
     dead = board.client.get("/queues/shop:orders_dead")  # nobody consumes dead letters
     assert "Peek anyway" not in dead.text
     assert "<details" in dead.text
+
+
+def test_behind_a_proxy_that_ends_tls_the_same_site_is_still_recognised(board: Board) -> None:
+    board.call(board.app.publish, "shop:emails", {"n": 1})
+    csrf = board.csrf()
+    through_proxy = board.client.post(
+        "/queues/shop:emails/purge", data={"csrf": csrf, "confirm": "yes"},
+        headers={"Origin": "https://relevo.example", "X-Forwarded-Host": "relevo.example"},
+    )
+    assert "purged 1 message<" in through_proxy.text
+    assert board.client.post(
+        "/queues/shop:emails/purge", data={"csrf": csrf, "confirm": "yes"},
+        headers={"Origin": "https://evil.example", "X-Forwarded-Host": "relevo.example"},
+    ).status_code == 403

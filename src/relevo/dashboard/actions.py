@@ -54,7 +54,8 @@ def routes(board: Dashboard) -> list[Route]:
             removed = await board.app.purge(queue_id)
         except RelevoError as exc:
             return _back(request, back, queue_id, problem=f"purge failed: {exc}")
-        return _back(request, back, queue_id, notice=f"purged {removed:,} messages")
+        plural = "" if removed == 1 else "s"
+        return _back(request, back, queue_id, notice=f"purged {removed:,} message{plural}")
 
     async def consumer(request: Request) -> Response:
         await board.guard.action(request)

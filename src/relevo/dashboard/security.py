@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
@@ -100,7 +100,7 @@ class Guard:
 
     def _same_site(self, request: Request, form: FormData) -> None:
         origin = request.headers.get("origin")
-        if origin is not None and origin != _own_origin(request):
+        if origin is not None and urlsplit(origin).netloc not in _own_hosts(request):
             raise HTTPException(403, "cross-site request refused")
         given = form.get(CSRF_FIELD) or request.headers.get("x-csrf-token") or ""
         cookie = request.cookies.get(CSRF_COOKIE, "")
@@ -154,8 +154,14 @@ def _relative_path(request: Request) -> str:
     return path[len(root):] if root and path.startswith(root) else path
 
 
-def _own_origin(request: Request) -> str:
-    return f"{request.url.scheme}://{request.headers.get('host', request.url.netloc)}"
+def _own_hosts(request: Request) -> set[str]:
+    """The names this dashboard answers to: its Host, and the X-Forwarded-Host a reverse
+    proxy sets. The scheme is not compared: a proxy that ends TLS forwards plain HTTP."""
+    hosts = {request.headers.get("host", request.url.netloc)}
+    forwarded = request.headers.get("x-forwarded-host")
+    if forwarded:
+        hosts.add(forwarded.split(",")[0].strip())
+    return hosts
 
 
 def safe_next(target: str | None) -> str:
