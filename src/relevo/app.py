@@ -341,11 +341,16 @@ class App:
         return (await self.requeue_report(dead_letter_queue_id, ids)).moved
 
     async def requeue_report(
-        self, dead_letter_queue_id: str, ids: Collection[str] | None = None
+        self, dead_letter_queue_id: str, ids: Collection[str] | None = None,
+        *, after: str | None = None,
     ) -> dead_letters.RequeueReport:
-        """`requeue`, answering how many moved and the reason each refused one stayed."""
+        """`requeue`, answering how many moved and the reason each refused one stayed.
+
+        `after` (with `ids`): start looking behind this message ID, e.g. the cursor of
+        the page the IDs were shown on, so a deep page does not scan from the head.
+        """
         dead = await self._queue(dead_letter_queue_id)
-        return await dead_letters.requeue(dead, self._queue_if_any, ids)
+        return await dead_letters.requeue(dead, self._queue_if_any, ids, after)
 
     async def purge(self, queue_id: str) -> int:
         """Remove every ready message of a queue (not those in flight); returns how many."""

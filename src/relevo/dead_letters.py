@@ -57,22 +57,42 @@ async def peek(queue: Queue, limit: int, after: str | None) -> list[dict[str, An
 
 
 async def requeue(
-    dead: Queue, resolve: Resolve, ids: Collection[str] | None = None
+    dead: Queue, resolve: Resolve, ids: Collection[str] | None = None,
+    after: str | None = None,
 ) -> RequeueReport:
     """Move dead letters (all, or those in `ids`) back to their `x_original_queue`.
 
     With `ids=None` only the messages there when it starts are moved, so a handler that
-    keeps failing cannot keep a requeue going for ever.
+    keeps failing cannot keep a requeue going for ever. `after` (with `ids`) is where to
+    start looking, e.g. the cursor of the page they were shown on; what is not found
+    behind it is looked for from the head.
     """
     report = RequeueReport()
-    wanted = set(ids) if ids is not None else None
-    budget = (await dead.stats()).ready if wanted is None else None
-    cursor: str | None = None
+    if ids is None:
+        budget = (await dead.stats()).ready
+        await _pages(dead, resolve, report, None, budget, None)
+        return report
+    wanted = set(ids)
+    if after is not None:
+        await _pages(dead, resolve, report, wanted, None, after)
+    if wanted:
+        await _pages(dead, resolve, report, wanted, None, None)
+    for message_id in wanted:
+        report.refused[message_id] = "not among the ready dead letters"
+    return report
+
+
+async def _pages(
+    dead: Queue, resolve: Resolve, report: RequeueReport, wanted: set[str] | None,
+    budget: int | None, cursor: str | None,
+) -> None:
+    """Page through the dead letters from `cursor`, moving all (up to `budget`) or the
+    `wanted` ones (removed from the set as they are met)."""
     while (wanted is None or wanted) and (budget is None or budget > 0):
         limit = PAGE if budget is None else min(PAGE, budget)
         page = await dead.driver.peek(dead.name, limit, cursor)
         if not page:
-            break
+            return
         if budget is not None:
             budget -= len(page)
         chosen = page if wanted is None else [e for e in page if e.id in wanted]
@@ -82,9 +102,6 @@ async def requeue(
         remaining = [e for e in page if e.id not in moved]
         if remaining:
             cursor = remaining[-1].id  # every message behind it in this page is gone
-    for message_id in wanted or ():
-        report.refused[message_id] = "not among the ready dead letters"
-    return report
 
 
 async def _move(

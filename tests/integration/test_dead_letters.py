@@ -83,3 +83,18 @@ async def test_purge_removes_the_ready_messages_and_says_how_many(
         assert await app.purge("app:dead") == 5
         await queue_holds(app, "app:dead", 0)
         assert await app.peek("app:dead") == []
+
+
+async def test_requeue_of_named_messages_starts_behind_a_hint_and_falls_back_to_the_head(
+    tmp_path: Path, driver_yaml: str  # noqa: F811
+) -> None:
+    async with relevo.load(app_on(tmp_path, driver_yaml, "record")) as app:
+        await app.stop("app:worker")
+        await app.peek("app:dead")
+        letters = [Envelope(f"h-{n}", b"{}", {"x_original_queue": "app:tasks"}, 1)
+                   for n in range(6)]
+        await app.queues["app:dead"].forward(letters)
+        report = await app.requeue_report("app:dead", ["h-4", "h-1"], after="h-2")
+        assert (report.moved, report.refused) == (2, {})
+        assert [m["id"] for m in await app.peek("app:dead")] == ["h-0", "h-2", "h-3", "h-5"]
+        assert sorted(m["id"] for m in await app.peek("app:tasks")) == ["h-1", "h-4"]

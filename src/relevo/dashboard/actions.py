@@ -31,7 +31,8 @@ def routes(board: Dashboard) -> list[Route]:
         if not ids and form.get("all") != "1":
             return _back(request, "dead_letters", queue_id, problem="nothing was selected")
         try:
-            report = await board.app.requeue_report(queue_id, ids or None)
+            after = str(form.get("after") or "") or None  # the page they were shown on
+            report = await board.app.requeue_report(queue_id, ids or None, after=after)
         except RelevoError as exc:
             return _back(request, "dead_letters", queue_id, problem=f"requeue failed: {exc}")
         notice = f"requeued {report.moved:,} message{'s' if report.moved != 1 else ''}"
