@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 
@@ -31,3 +32,12 @@ async def noop(body: Any) -> None:
 
 def noop_sync(body: Any) -> None:
     countdown.done.get_loop().call_soon_threadsafe(countdown.tick)  # type: ignore[union-attr]
+
+
+lateness: list[float] = []
+"""Seconds from each message's due time (its body's "due") to its handler's start."""
+
+
+async def record_lateness(body: Any) -> None:
+    lateness.append(time.time() - body["due"])
+    countdown.tick()

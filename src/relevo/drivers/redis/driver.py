@@ -33,18 +33,16 @@ from redis.exceptions import RedisError, ResponseError
 
 from relevo.drivers.base import Capabilities, DeliverySink, QueueSpec, QueueStats
 from relevo.drivers.redis.connection import create_client
-from relevo.drivers.redis.fields import pack_delayed
 from relevo.drivers.redis.inspection import Inspector
 from relevo.drivers.redis.mover import Mover
 from relevo.drivers.redis.publisher import Publisher
-from relevo.drivers.redis.scripts import DELAY
 from relevo.drivers.redis.settings import (
     RedisConsumerOptions,
     RedisQueueOptions,
     RedisSettings,
 )
 from relevo.drivers.redis.subscription import NETWORK_ERRORS, RedisSubscription
-from relevo.errors import DriverUnavailable, PublishError, QueueNotFound, RelevoError
+from relevo.errors import DriverUnavailable, QueueNotFound, RelevoError
 from relevo.message import Envelope
 
 GROUP = "relevo"
@@ -158,18 +156,13 @@ class RedisDriver:
     async def _publish_delayed(
         self, queue: str, envelopes: Sequence[Envelope], due: float
     ) -> None:
-        """Into the queue's sorted set, in one script call (the queue must exist)."""
-        try:
-            members = [pack_delayed("p" + e.id, e) for e in envelopes]
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise PublishError(f"redis publish to {queue!r}: bad headers: {exc}") from None
-        keys, args = [self.stream(queue), self.delayed(queue)], [repr(due), *members]
-        async with self._boundary(f"delayed publish to {queue!r}"):
-            stored = await DELAY.run(self._redis(), keys, args)
-            if stored == -1 and await self._declare_again(queue):
-                stored = await DELAY.run(self._redis(), keys, args)
-        if stored == -1:
-            raise QueueNotFound(f"redis queue {queue!r} is not declared")
+        """Into the queue's sorted set (`delay.lua`, pipelined with other publishes)."""
+        publisher = self._publisher
+        if publisher is None:
+            raise DriverUnavailable("redis driver is not running")
+        await publisher.publish(
+            queue, self.stream(queue), None, envelopes, self.delayed(queue), due
+        )
         mover = self._moving()
         mover.watch(queue)
         mover.wake(due)

@@ -1,4 +1,5 @@
-"""Publishing: concurrent publishes coalesced into pipelines of XADD.
+"""Publishing: concurrent publishes coalesced into pipelines of XADD (and of `delay.lua`
+calls for delayed messages, one per publish, into the queue's sorted set).
 
 One writer task keeps at most one pipeline in flight; every publish that arrives while it
 is in flight joins the next one. A hundred concurrent callers therefore cost about one
@@ -16,9 +17,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 
 from relevo.drivers.redis.connection import backoff_s, stop_task
-from relevo.drivers.redis.fields import encode
+from relevo.drivers.redis.fields import encode, pack_delayed
+from relevo.drivers.redis.scripts import DELAY
 from relevo.drivers.redis.settings import RedisSettings
 from relevo.drivers.redis.subscription import NETWORK_ERRORS
 from relevo.errors import DriverUnavailable, PublishError, QueueNotFound
@@ -31,23 +34,29 @@ Recreate = Callable[[str], Awaitable[bool]]
 
 
 class _Request:
-    __slots__ = ("deadline", "entries", "future", "maxlen", "queue", "stream")
+    __slots__ = ("deadline", "delayed", "due", "entries", "future", "maxlen", "queue", "stream")
 
     def __init__(
         self,
         queue: str,
         stream: str,
         maxlen: int | None,
-        entries: list[tuple[Any, ...]],
+        entries: list[Any],
         future: asyncio.Future[None],
         deadline: float,
+        delayed: str = "",
+        due: float | None = None,
     ) -> None:
         self.queue = queue
         self.stream = stream
         self.maxlen = maxlen
-        self.entries = entries  # XADD field/value arguments, one tuple per envelope
+        # XADD field/value arguments, one tuple per envelope; or, with `due`, the
+        # sorted-set members of `delayed`
+        self.entries = entries
         self.future = future
         self.deadline = deadline
+        self.delayed = delayed
+        self.due = due
 
 
 class Publisher:
@@ -67,16 +76,22 @@ class Publisher:
         self._writer: asyncio.Task[None] | None = None
 
     async def publish(
-        self, queue: str, stream: str, maxlen: int | None, envelopes: Sequence[Envelope]
+        self, queue: str, stream: str, maxlen: int | None, envelopes: Sequence[Envelope],
+        delayed: str = "", due: float | None = None,
     ) -> None:
+        """Store the envelopes in the stream, or with `due` in the sorted set `delayed`."""
         try:  # here, so an unencodable header fails its own publish, not a whole pipeline
-            entries = [encode(envelope) for envelope in envelopes]
+            if due is None:
+                entries: list[Any] = [encode(envelope) for envelope in envelopes]
+            else:
+                entries = [pack_delayed("p" + e.id, e) for e in envelopes]
         except (TypeError, ValueError, OverflowError) as exc:
             raise PublishError(f"redis publish to {queue!r}: bad headers: {exc}") from None
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         request = _Request(
-            queue, stream, maxlen, entries, future, loop.time() + self.settings.publish_timeout
+            queue, stream, maxlen, entries, future, loop.time() + self.settings.publish_timeout,
+            delayed, due,
         )
         self._pending.append(request)
         outstanding = self._outstanding
@@ -153,6 +168,10 @@ class Publisher:
         pipe = self.client.pipeline(transaction=False)
         command = pipe.execute_command
         for request in batch:
+            if request.due is not None:
+                DELAY.queue(pipe, [request.stream, request.delayed],
+                            [repr(request.due), *request.entries])
+                continue
             head = _xadd_head(request.stream, request.maxlen)
             for fields in request.entries:
                 command(*head, *fields)
@@ -160,7 +179,7 @@ class Publisher:
         retry: list[_Request] = []
         position = 0
         for request in batch:
-            count = len(request.entries)
+            count = 1 if request.due is not None else len(request.entries)
             replies = results[position : position + count]
             position += count
             if request.future.done():
@@ -168,6 +187,9 @@ class Publisher:
             failure = _failure(request, replies)
             if failure is None:
                 request.future.set_result(None)
+            elif isinstance(failure, NoScriptError):  # Redis restarted: load it, send again
+                await self.client.script_load(DELAY.source)
+                retry.append(request)
             elif isinstance(failure, QueueNotFound) and await self._recreate(request.queue):
                 retry.append(request)  # Redis came back empty: the queue exists again now
             else:
@@ -184,8 +206,10 @@ def _xadd_head(stream: str, maxlen: int | None) -> tuple[Any, ...]:
 
 def _failure(request: _Request, replies: list[Any]) -> Exception | None:
     for reply in replies:
-        if reply is None:  # NOMKSTREAM: the stream does not exist
+        if reply is None or (request.due is not None and reply == -1):  # no stream
             return QueueNotFound(f"redis queue {request.queue!r} is not declared")
+        if isinstance(reply, NoScriptError):
+            return reply
         if isinstance(reply, Exception):
             return PublishError(f"redis refused a publish to {request.queue!r}: {reply}")
     return None
