@@ -1,0 +1,8 @@
+"""Prometheus metrics: figures kept in plain Python on the hot path, exposed at scrape time.
+
+`settings.py` is the `metrics.prometheus` entry's config model (no prometheus import),
+`figures.py` the counters and histograms the middleware updates per message,
+`middleware.py` the middleware that updates them, `exposition.py` turns them into
+Prometheus metric families, `endpoint.py` serves /metrics. Only the last two import
+prometheus-client, and only an application with a `metrics.prometheus` entry loads them.
+"""
