@@ -396,7 +396,7 @@ class App:
         drivers: dict[str, Driver] = {}
         functions: dict[str, Function] = {}
         services: dict[str, Service] = {}
-        middlewares = self._app_middlewares()
+        middlewares = self._app_middlewares(drivers, services)
         for entry in self.registry.of_kind("queue.driver."):
             if entry.id in reuse:
                 drivers[entry.id] = cast(Driver, reuse[entry.id].service)
@@ -447,14 +447,28 @@ class App:
             for entry_id, service in services.items()
         }
 
-    def _app_middlewares(self) -> list[Middleware]:
-        """The app's own middlewares, then those its entries bring, in declared order."""
+    def _app_middlewares(
+        self, drivers: dict[str, Driver], services: dict[str, Service]
+    ) -> list[Middleware]:
+        """The app's own middlewares, then metrics and tracing when configured, then those
+        its entries bring, in declared order."""
+        observing: list[Middleware] = []
+        if self.registry.of_kind("metrics."):
+            from relevo.metrics.install import install  # loads prometheus-client
+
+            metrics, endpoints = install(self.registry, self.queues, drivers, self._is_running)
+            observing.append(metrics)
+            services.update(endpoints)
         added = [
             ENTRY_MIDDLEWARES[entry.kind](entry.id, entry.settings)
             for entry in self.registry
             if entry.kind in ENTRY_MIDDLEWARES
         ]
-        return [*self.middlewares, *added]
+        return [*self.middlewares, *observing, *added]
+
+    def _is_running(self, entry_id: str) -> bool:
+        supervisor = self._supervisor
+        return supervisor is not None and supervisor.status(entry_id) is Status.RUNNING
 
     def _consumer(
         self, entry: Entry, function: Function, app_middlewares: Sequence[Middleware]

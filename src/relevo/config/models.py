@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 from relevo.drivers.catalog import DRIVER_KINDS
 from relevo.durations import DurationS
 from relevo.functions.catalog import FUNCTION_KINDS
+from relevo.metrics.settings import PrometheusSettings
 from relevo.schema import StrictModel
 
 
@@ -91,5 +92,6 @@ KIND_MODELS: dict[str, type[BaseModel]] = {
     "queue.queue": QueueSettings,
     "queue.consumer": ConsumerSettings,
     **{kind: spec.settings for kind, spec in FUNCTION_KINDS.items()},
+    "metrics.prometheus": PrometheusSettings,
 }
 """Every entry kind relevo knows, with the model of its kind-specific fields."""

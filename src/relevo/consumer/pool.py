@@ -72,6 +72,7 @@ class WorkerPool:
         queue_id: str,
         handler: Handler,
         wrapped: WrappedHandler | None,
+        started: Callable[[Delivery], None] | None,
         decode: Callable[[bytes], Any],
         concurrency: int,
         auto_ack: bool,
@@ -81,6 +82,7 @@ class WorkerPool:
         self.queue_id = queue_id
         self.handler = handler
         self.wrapped = wrapped  # None: no middleware wraps handling, call the handler bare
+        self.started = started  # None: no middleware observes a handler's start
         self.decode = decode
         self.concurrency = concurrency
         self.auto_ack = auto_ack
@@ -143,7 +145,7 @@ class WorkerPool:
         if self.runtime is not None:
             current_runtime.set(self.runtime)
         get, handler, decode, auto_ack = self.buffer.get, self.handler, self.decode, self.auto_ack
-        wrapped = self.wrapped
+        wrapped, started = self.wrapped, self.started
         set_delivery = current_delivery.set
         handled = 0
         while True:
@@ -160,6 +162,8 @@ class WorkerPool:
                 log_failure(self.label, self.queue_id, delivery, reason)
                 delivery.nack(reason)
                 continue
+            if started is not None:
+                started(delivery)
             try:
                 result = handler(payload) if wrapped is None else wrapped(delivery, payload)
                 if type(result) is CoroutineType:

@@ -8,6 +8,7 @@ adds them up with `merge()`.
 
 from __future__ import annotations
 
+import time
 from bisect import bisect_left
 from collections.abc import Iterable
 from typing import Any
@@ -55,14 +56,23 @@ class Histogram:
 class ConsumerFigures:
     """One consumer's settlements per outcome, handler times and deliveries in its handlers."""
 
-    __slots__ = ("consumer_id", "outcomes", "processing", "queue_id", "running")
+    __slots__ = ("consumer_id", "outcomes", "processing", "queue_id", "running", "wait")
 
-    def __init__(self, consumer_id: str, queue_id: str) -> None:
+    def __init__(self, consumer_id: str, queue_id: str, wait: Histogram) -> None:
         self.consumer_id = consumer_id
         self.queue_id = queue_id
+        self.wait = wait  # its queue's (shared by the queue's consumers)
         self.outcomes = [0, 0, 0, 0]
         self.processing = Histogram()
-        self.running: dict[object, float] = {}  # delivery -> when its handler started
+        self.running: dict[Any, float] = {}  # delivery -> when its handler started
+
+    def in_flight(self) -> int:
+        """Deliveries in a handler; forgets those settled behind the hooks' back (a
+        stopping consumer gives abandoned deliveries back to the driver directly)."""
+        running = self.running
+        for delivery in [d for d in running if d.settled]:
+            del running[delivery]
+        return len(running)
 
 
 class Figures:
@@ -72,6 +82,12 @@ class Figures:
         self.published: dict[str, int] = {}
         self.waits: dict[str, Histogram] = {}
         self.consumers: dict[str, ConsumerFigures] = {}
+        self.epoch_offset = 0.0
+        self.sync_clock()
+
+    def sync_clock(self) -> None:
+        """`perf_counter() + epoch_offset` is epoch time (the hot path reads one clock)."""
+        self.epoch_offset = time.time() - time.perf_counter()
 
     def queue(self, queue_id: str) -> None:
         """Make the queue's series exist (at 0) before its first message."""
@@ -83,10 +99,12 @@ class Figures:
         found = self.consumers.get(consumer_id)
         if found is None:
             self.queue(queue_id)
-            found = self.consumers[consumer_id] = ConsumerFigures(consumer_id, queue_id)
+            found = ConsumerFigures(consumer_id, queue_id, self.waits[queue_id])
+            self.consumers[consumer_id] = found
         return found
 
     def snapshot(self) -> Snapshot:
+        self.sync_clock()
         return {
             "published": dict(self.published),
             "wait": {q: h.as_list() for q, h in self.waits.items()},
@@ -95,7 +113,7 @@ class Figures:
                     "queue": c.queue_id,
                     "outcomes": list(c.outcomes),
                     "processing": c.processing.as_list(),
-                    "in_flight": len(c.running),
+                    "in_flight": c.in_flight(),
                 }
                 for c in self.consumers.values()
             },

@@ -79,6 +79,14 @@ class Middleware:
         """
         return await call_next(delivery, payload)
 
+    def started(self, scope: ConsumerScope, delivery: Delivery) -> None:
+        """A handler is about to run on `delivery` (its body decoded), on the loop thread.
+
+        For observing without wrapping the call: a start time, a wait. Cheaper than
+        `handle` by a coroutine frame or two per message; the handler's end is the
+        `settled` hook. An `auto_ack` delivery is settled before this runs.
+        """
+
     def nack(
         self, scope: ConsumerScope, delivery: Delivery, failure: Failure, call_next: NackNext
     ) -> None:

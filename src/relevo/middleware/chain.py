@@ -54,6 +54,7 @@ class ConsumerChain:
         scope.report = self._report if self._watchers else _ignore
         self.fail_next = self._compose_nack()
         self.handle = self._compose_handle(handler)
+        self.started = self._compose_started()
 
     @staticmethod
     def build(
@@ -101,6 +102,23 @@ class ConsumerChain:
         for middleware in reversed(users):
             call = functools.partial(middleware.handle, self.scope, call_next=call)
         return call
+
+    def _compose_started(self) -> Callable[[Delivery], None] | None:
+        """One call for every `started` hook, or None when no middleware has one."""
+        hooks = [
+            functools.partial(m.started, self.scope)
+            for m in self.middlewares if overrides(m, "started")
+        ]
+        if not hooks:
+            return None
+        if len(hooks) == 1:
+            return hooks[0]
+
+        def every(delivery: Delivery) -> None:
+            for hook in hooks:
+                hook(delivery)
+
+        return every
 
     def _report(self, delivery: Delivery, settlement: Settlement) -> None:
         for watcher in self._watchers:

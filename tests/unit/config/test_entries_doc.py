@@ -27,6 +27,7 @@ from relevo.drivers.settings import TlsSettings
 from relevo.durations import parse_duration_s
 from relevo.functions.lua.settings import LuaSettings
 from relevo.functions.python_settings import PythonSettings
+from relevo.metrics.settings import PrometheusSettings
 
 ROW = re.compile(r"\| `(\w+)` \| ([^|]*)\| ([^|]*)\|")
 DOC = Path(__file__).resolve().parents[3] / "docs" / "entries.md"
@@ -51,6 +52,7 @@ SECTIONS: dict[str, type[BaseModel]] = {
     "`driver_options.redis` of a consumer": RedisConsumerOptions,
     "`function.python`": PythonSettings,
     "`function.lua`": LuaSettings,
+    "`metrics.prometheus`": PrometheusSettings,
 }
 
 

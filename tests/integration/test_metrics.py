@@ -1,0 +1,167 @@
+"""The metrics.prometheus entry: the contract's series, exact counters, a registry per app."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterable
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+import relevo
+from relevo.errors import ConfigError
+from relevo.metrics.endpoint import PrometheusEndpoint
+
+
+def handle(body: str) -> Any:
+    delivery = relevo.message()
+    if body == "fail":
+        raise RuntimeError("boom")
+    if body == "later" and delivery.attempts == 1:
+        delivery.nack("not yet", delay=0.01)
+    if body == "reject":
+        delivery.reject("unwanted")
+    return None
+
+
+def app_source(namespace: str, *, consumers: bool = True) -> dict[str, Any]:
+    entries: list[dict[str, Any]] = [
+        {"name": "mem", "kind": "queue.driver.memory", "lifecycle": {"auto_start": True}},
+        {"name": "work", "kind": "queue.queue", "driver": "mem",
+         "dead_letter": {"queue": "dead", "max_attempts": 2}},
+        {"name": "dead", "kind": "queue.queue", "driver": "mem"},
+        {"name": "metrics", "kind": "metrics.prometheus", "listen": "127.0.0.1:0",
+         "lifecycle": {"auto_start": True}},
+    ]
+    if consumers:
+        entries += [
+            {"name": "fn", "kind": "function.python", "handler": handle},
+            {"name": "worker", "kind": "queue.consumer", "queue": "work", "func": "fn",
+             "concurrency": 4, "lifecycle": {"auto_start": True}},
+        ]
+    return {"version": "1.0", "namespace": namespace, "entries": entries}
+
+
+def endpoint(app: relevo.App, entry_id: str) -> PrometheusEndpoint:
+    assert app._supervisor is not None
+    service = app._supervisor.services[entry_id].service
+    assert isinstance(service, PrometheusEndpoint)
+    return service
+
+
+async def scrape(app: relevo.App, entry_id: str) -> dict[tuple[str, tuple[tuple[str, str], ...]],
+                                                         float]:
+    """Every sample of the endpoint, by (name, sorted labels)."""
+    url = f"http://127.0.0.1:{endpoint(app, entry_id).port}/metrics"
+
+    def get() -> str:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return str(response.read().decode())
+
+    text = await asyncio.to_thread(get)
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def value(samples: dict[Any, float], name: str, **labels: str) -> float:
+    return samples[(name, tuple(sorted(labels.items())))]
+
+
+def names(samples: Iterable[tuple[str, Any]]) -> set[str]:
+    return {name for name, _ in samples}
+
+
+async def test_counters_equal_the_messages_published_and_settled_per_outcome() -> None:
+    bodies = ["ok"] * 3 + ["fail"] * 2 + ["later"] * 2 + ["reject"]
+    async with relevo.load(app_source("m1")) as app:
+        for body in bodies:
+            await app.publish("m1:work", body)
+        await app.join("m1:work")
+        samples = await scrape(app, "m1:metrics")
+    processed = "relevo_messages_processed_total"
+    work = {"queue": "m1:work", "consumer": "m1:worker"}
+    assert value(samples, "relevo_messages_published_total", queue="m1:work") == 8
+    # dead-letter copies are the runtime's, not the application's
+    assert value(samples, "relevo_messages_published_total", queue="m1:dead") == 0
+    assert value(samples, processed, **work, outcome="ack") == 5
+    assert value(samples, processed, **work, outcome="nack") == 2
+    assert value(samples, processed, **work, outcome="retry") == 2
+    assert value(samples, processed, **work, outcome="dead_letter") == 3
+    assert value(samples, "relevo_message_processing_seconds_count", **work) == 12
+    assert value(samples, "relevo_message_wait_seconds_count", queue="m1:work") == 8
+    assert value(samples, "relevo_messages_in_flight", **work) == 0
+    assert value(samples, "relevo_queue_messages", queue="m1:dead", state="ready") == 3
+    for state in ("ready", "in_flight", "delayed"):
+        assert value(samples, "relevo_queue_messages", queue="m1:work", state=state) == 0
+    assert value(samples, "relevo_entry_up", entry="m1:worker") == 1
+    assert value(samples, "relevo_driver_reconnects_total", driver="m1:mem") == 0
+
+
+async def test_every_series_of_the_contract_is_there_before_any_message() -> None:
+    async with relevo.load(app_source("m2")) as app:
+        samples = await scrape(app, "m2:metrics")
+        await app.stop("m2:worker")
+        after_stop = await scrape(app, "m2:metrics")
+    assert names(samples) >= {
+        "relevo_messages_published_total", "relevo_messages_processed_total",
+        "relevo_message_processing_seconds_bucket", "relevo_message_processing_seconds_sum",
+        "relevo_message_processing_seconds_count", "relevo_message_wait_seconds_bucket",
+        "relevo_messages_in_flight", "relevo_queue_messages",
+        "relevo_driver_reconnects_total", "relevo_entry_up",
+    }
+    assert value(samples, "relevo_queue_messages", queue="m2:work", state="delayed") == 0
+    assert value(samples, "relevo_messages_processed_total", queue="m2:work",
+                 consumer="m2:worker", outcome="retry") == 0
+    assert value(samples, "relevo_entry_up", entry="m2:worker") == 1
+    assert value(after_stop, "relevo_entry_up", entry="m2:worker") == 0
+
+
+async def test_queue_counts_are_read_at_scrape_time() -> None:
+    async with relevo.load(app_source("m3", consumers=False)) as app:
+        await app.publish_batch("m3:work", ["ok"] * 5)
+        samples = await scrape(app, "m3:metrics")
+    assert value(samples, "relevo_queue_messages", queue="m3:work", state="ready") == 5
+    assert value(samples, "relevo_messages_published_total", queue="m3:work") == 5
+
+
+async def test_two_apps_in_one_process_keep_their_own_figures() -> None:
+    async with relevo.load(app_source("m4")) as one, relevo.load(app_source("m5")) as two:
+        await one.publish("m4:work", "ok")
+        await one.join("m4:work")
+        first, second = await scrape(one, "m4:metrics"), await scrape(two, "m5:metrics")
+    assert value(first, "relevo_messages_published_total", queue="m4:work") == 1
+    assert ("relevo_messages_published_total", (("queue", "m4:work"),)) not in second
+
+
+def test_an_app_without_a_metrics_entry_never_imports_prometheus_client() -> None:
+    code = (
+        "import asyncio, sys, relevo\n"
+        "src = {'version': '1.0', 'namespace': 'n', 'entries': ["
+        "{'name': 'mem', 'kind': 'queue.driver.memory'},"
+        "{'name': 'q', 'kind': 'queue.queue', 'driver': 'mem'}]}\n"
+        "async def main():\n"
+        "    async with relevo.load(src) as app:\n"
+        "        await app.publish('n:q', 1)\n"
+        "asyncio.run(main())\n"
+        "print('prometheus_client' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_a_listen_that_is_not_host_port_is_a_config_error_naming_entry_and_field() -> None:
+    source = app_source("m6", consumers=False)
+    source["entries"][3]["listen"] = "9464"
+    with pytest.raises(ConfigError) as caught:
+        relevo.load(source)
+    text = str(caught.value)
+    assert "m6:metrics" in text
+    assert "listen" in text
+    assert "host:port" in text
