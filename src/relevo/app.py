@@ -37,6 +37,7 @@ from relevo.reload.diff import Fingerprints, fingerprints, plan, referenced_file
 from relevo.supervisor.service import Service, Supervised
 from relevo.supervisor.status import Status
 from relevo.supervisor.supervisor import Supervisor
+from relevo.tracing.install import tracing_middleware
 
 
 def load(source: Source, *, middlewares: Sequence[Middleware] = ()) -> App:
@@ -459,6 +460,9 @@ class App:
             metrics, endpoints = install(self.registry, self.queues, drivers, self._is_running)
             observing.append(metrics)
             services.update(endpoints)
+        tracing = tracing_middleware(self.registry)
+        if tracing is not None:
+            observing.append(tracing)
         added = [
             ENTRY_MIDDLEWARES[entry.kind](entry.id, entry.settings)
             for entry in self.registry
