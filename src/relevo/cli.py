@@ -15,6 +15,7 @@ import click
 
 from relevo.app import App, check_functions, load
 from relevo.errors import ConfigError, RelevoError, StopTimeout
+from relevo.logs.formats import FORMATS, configure
 from relevo.process.parent import Limits, run_parent
 from relevo.process.policy import check_shareable
 from relevo.process.sizes import parse_size
@@ -80,9 +81,14 @@ class _Size(click.ParamType):  # type: ignore[type-arg]
               help="Replace a process whose resident memory passes SIZE (512MB, 1GB).")
 @click.option("--reload", is_flag=True,
               help="Apply changes to the config files and the handler files they name.")
-def run(path: str, processes: int, max_messages_per_process: int | None,
-        max_memory_per_process: int | None, reload: bool) -> None:
+@click.option("--log-format", type=click.Choice(FORMATS), default="text", show_default=True,
+              help="json: one object per line (time, level, logger, message, and queue, "
+                   "consumer, message_id, attempts on lines about a message).")
+@click.pass_context
+def run(ctx: click.Context, path: str, processes: int, max_messages_per_process: int | None,
+        max_memory_per_process: int | None, reload: bool, log_format: str) -> None:
     """Boot the app and run until SIGINT/SIGTERM; a second signal exits at once."""
+    configure(ctx.parent.params["log_level"] if ctx.parent else "INFO", log_format)
     app = _load(path)
     if processes > 1 or max_messages_per_process or max_memory_per_process:
         try:
