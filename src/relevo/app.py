@@ -312,6 +312,20 @@ class App:
                 left[queue.entry_id] = {**stats.as_dict(), "due": due, "busy": busy}
         return left
 
+    def activity(self) -> dict[str, dict[str, Any]]:
+        """Each consumer's queue, status and counts: `handled` (handler calls finished),
+        `failed` (since it last started), `in_flight` (in a handler now). What the live
+        status shows."""
+        assert self._supervisor is not None
+        found = {}
+        for consumer in self._consumers():
+            handled, failed, running = consumer.activity()
+            found[consumer.entry_id] = {
+                "queue": consumer.queue.entry_id, "status": self.status(consumer.entry_id),
+                "handled": handled, "failed": failed, "in_flight": running,
+            }
+        return found
+
     def _consumers(self) -> list[Consumer]:
         assert self._supervisor is not None
         return [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -14,6 +15,7 @@ from typing import Any
 import click
 
 from relevo.app import App, check_functions, load
+from relevo.durations import parse_duration_s
 from relevo.errors import ConfigError, RelevoError, StopTimeout
 from relevo.logs.formats import FORMATS, configure
 from relevo.process.parent import Limits, run_parent
@@ -84,11 +86,19 @@ class _Size(click.ParamType):  # type: ignore[type-arg]
 @click.option("--log-format", type=click.Choice(FORMATS), default="text", show_default=True,
               help="json: one object per line (time, level, logger, message, and queue, "
                    "consumer, message_id, attempts on lines about a message).")
+@click.option("--status-interval", default="60s", show_default=True, metavar="DURATION",
+              help="Off a terminal, log a status line this often; on one, a live view "
+                   "refreshed every second. 0 turns both off.")
 @click.pass_context
 def run(ctx: click.Context, path: str, processes: int, max_messages_per_process: int | None,
-        max_memory_per_process: int | None, reload: bool, log_format: str) -> None:
+        max_memory_per_process: int | None, reload: bool, log_format: str,
+        status_interval: str) -> None:
     """Boot the app and run until SIGINT/SIGTERM; a second signal exits at once."""
     configure(ctx.parent.params["log_level"] if ctx.parent else "INFO", log_format)
+    try:
+        interval_s = parse_duration_s(status_interval)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--status-interval") from exc
     app = _load(path)
     if processes > 1 or max_messages_per_process or max_memory_per_process:
         try:
@@ -101,6 +111,7 @@ def run(ctx: click.Context, path: str, processes: int, max_messages_per_process:
         sys.exit(run_parent(path, app.registry, processes, limits=limits, reload=reload,
                             log_level=level))
     try:
+        _status.update(interval_s=interval_s, title=f"relevo run {path}")
         asyncio.run(_run(app, reload=True) if reload else _run(app))
     except StopTimeout as exc:
         click.echo(f"stopped with handlers still running: {exc}", err=True)
@@ -108,6 +119,10 @@ def run(ctx: click.Context, path: str, processes: int, max_messages_per_process:
     except RelevoError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
+
+
+_status: dict[str, Any] = {"interval_s": 0.0, "title": "relevo"}
+"""The live status `run` asked for (kept apart so `_run(app)` stays the one seam)."""
 
 
 async def _run(app: App, *, reload: bool = False) -> None:
@@ -130,7 +145,15 @@ async def _run(app: App, *, reload: bool = False) -> None:
             watching = loop.create_task(
                 watch_config(app.path, lambda: app.registry, lambda: _reload(app), stop)
             )
-        await stop.wait()
+        from relevo.status.report import report  # rich's live view, for `run` only
+
+        status = asyncio.create_task(report(app, _status["interval_s"], _status["title"]))
+        try:
+            await stop.wait()
+        finally:
+            status.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await status
         if reload:
             await watching
     logging.getLogger("relevo").info("stopped")

@@ -93,3 +93,25 @@ def test_text_lines_carry_the_same_fields(tmp_path: Path) -> None:
     assert "app:worker" in failures[0]
     assert "app:tasks" in failures[0]
     assert "(attempt 1)" in failures[0]
+
+
+HEALTHY = "async def main(body):\n    return body\n"
+
+
+def test_off_a_terminal_run_logs_a_status_line_per_interval(tmp_path: Path) -> None:
+    path = write_app(tmp_path, APP, handler__py=HEALTHY)
+    code = _RUN.format(path=str(path), fmt="json").replace(
+        '"--log-format"', '"--status-interval", "100ms", "--log-format"'
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+    )
+    lines = wait_for_line(process, "in flight")  # the first status line
+    process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=20)
+    status = json.loads(lines[-1])
+    assert status["logger"] == "relevo.status"
+    assert status["level"] == "INFO"
+    assert "app:worker [running]" in status["message"]
+    assert "app:tasks ready 0, in flight 0, delayed 0" in status["message"]

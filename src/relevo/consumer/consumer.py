@@ -108,6 +108,13 @@ class Consumer:
         busy = self._chain is not None and self._chain.busy()
         return self._pool.idle and not busy
 
+    def activity(self) -> tuple[int, int, int]:
+        """(handler calls finished, of those failed since it last started, in a handler now)."""
+        pool = self._pool
+        if pool is None:
+            return self.processed, 0, 0
+        return self.processed, pool.failed, pool.running
+
     def _unreadable(self, delivery: Unreadable) -> None:
         """An entry the driver cannot read: nacked without a handler, like a failure.
 

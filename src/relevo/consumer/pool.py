@@ -88,6 +88,7 @@ class WorkerPool:
         self.auto_ack = auto_ack
         self.runtime = runtime
         self.buffer = DeliveryBuffer()
+        self.failed = 0  # handler calls that failed (for the live status)
         self.workers: list[asyncio.Task[None]] = []
         self.processed = 0  # handler calls finished; what process recycling counts
         self.failure: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
@@ -112,6 +113,12 @@ class WorkerPool:
         waiting = sum(1 for waiter in self.buffer.waiters if not waiter.done())
         buffered = sum(1 for item in self.buffer.items if item is not None)
         return buffered + max(0, len(self.workers) - waiting)
+
+    @property
+    def running(self) -> int:
+        """Workers in a handler now."""
+        waiting = sum(1 for waiter in self.buffer.waiters if not waiter.done())
+        return max(0, len(self.workers) - waiting)
 
     def take_buffered(self) -> list[Delivery]:
         """Empty the buffer: deliveries no worker has started."""
@@ -159,6 +166,7 @@ class WorkerPool:
                 payload = decode(delivery.body)
             except Exception as exc:
                 reason = f"undecodable body: {describe(exc)}"
+                self.failed += 1
                 log_failure(self.label, self.queue_id, delivery, reason)
                 delivery.nack(reason)
                 continue
@@ -169,12 +177,15 @@ class WorkerPool:
                 if type(result) is CoroutineType:
                     result = await result
             except Retry as retry:
+                self.failed += 1
                 self._retry(delivery, retry)
             except Reject as reject:
+                self.failed += 1
                 log_failure(self.label, self.queue_id, delivery, f"rejected: {reject.reason}")
                 delivery.reject(reject.reason)
             except Exception as exc:
                 reason = describe(exc)
+                self.failed += 1
                 log_failure(self.label, self.queue_id, delivery, reason, exc)
                 delivery.nack(reason)
             else:
@@ -182,8 +193,10 @@ class WorkerPool:
                 if refusal is None:
                     delivery.ack()
                 elif type(result) is Retry:  # Lua's `return nil, err, delay`
+                    self.failed += 1
                     self._retry(delivery, result)
                 else:
+                    self.failed += 1
                     log_failure(self.label, self.queue_id, delivery, refusal)
                     delivery.nack(refusal)
             handled += 1
