@@ -6,6 +6,7 @@ import asyncio
 import subprocess
 import sys
 import urllib.request
+import uuid
 from collections.abc import Iterable
 from typing import Any
 
@@ -15,6 +16,8 @@ from prometheus_client.parser import text_string_to_metric_families
 import relevo
 from relevo.errors import ConfigError
 from relevo.metrics.endpoint import PrometheusEndpoint
+from tests.conftest import require_service
+from tests.drivers.test_amqp import close_connection_broker_side
 
 
 def handle(body: str) -> Any:
@@ -165,3 +168,25 @@ def test_a_listen_that_is_not_host_port_is_a_config_error_naming_entry_and_field
     assert "m6:metrics" in text
     assert "listen" in text
     assert "host:port" in text
+
+
+@pytest.mark.broker
+async def test_a_connection_the_broker_closed_counts_one_driver_reconnect() -> None:
+    require_service("rabbitmq", "127.0.0.1", 5672)
+    name = f"relevo-test-metrics-{uuid.uuid4().hex[:8]}"
+    source = app_source("m7", consumers=False)
+    source["entries"][0] = {
+        "name": "mem", "kind": "queue.driver.amqp", "url": "amqp://guest:guest@127.0.0.1:5672/",
+        "connection_name": name, "reconnect_delay": "100ms", "lifecycle": {"auto_start": True},
+    }
+    for queue in source["entries"][1:3]:
+        queue["queue_name"] = f"{name}-{queue['name']}"
+        queue["driver_options"] = {"amqp": {"queue_expiry": "30s"}}
+    async with relevo.load(source) as app:
+        await app.publish("m7:work", "ok")
+        await close_connection_broker_side(name)
+        await app.publish("m7:work", "ok")  # waits for the reconnect
+        samples = await scrape(app, "m7:metrics")
+        await app.purge("m7:work")
+    assert value(samples, "relevo_driver_reconnects_total", driver="m7:mem") == 1
+    assert value(samples, "relevo_messages_published_total", queue="m7:work") == 2

@@ -93,6 +93,7 @@ class AmqpLink:
         self._on_lost = on_lost
         self._on_restored = on_restored
         self._reconnecting: asyncio.Task[None] | None = None
+        self.reconnects = 0  # connections restored after a loss (for metrics)
         self._stopping = True  # until start(): callers fail at once instead of waiting
         self._ssl = (
             ssl_context(settings.tls)
@@ -201,6 +202,7 @@ class AmqpLink:
             if self.connection is None or self.connection.is_closed:
                 continue  # lost again while restoring; its close callback took over
             log.info("AMQP connection restored to %s", safe_url(self.url))
+            self.reconnects += 1
             self.ready.set()
             return
 

@@ -62,6 +62,12 @@ class AmqpDriver:
 
     # -- lifecycle ----------------------------------------------------------------
 
+
+    @property
+    def reconnects(self) -> int:
+        """Connections restored after a loss (for metrics)."""
+        return self._link.reconnects
+
     async def start(self) -> None:
         await self._link.start()
 

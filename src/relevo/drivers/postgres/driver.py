@@ -52,6 +52,12 @@ class PostgresDriver:
 
     # -- lifecycle ----------------------------------------------------------------------
 
+
+    @property
+    def reconnects(self) -> int:
+        """LISTEN connections restored after a loss (for metrics)."""
+        return self._listener.reconnects if self._listener is not None else 0
+
     async def start(self) -> None:
         if self._pool is not None:
             return

@@ -35,6 +35,7 @@ class Listener:
     """The driver's LISTEN connection and who waits on which queue."""
 
     def __init__(self, settings: PostgresSettings, queries: Queries) -> None:
+        self.reconnects = 0  # LISTEN connections restored after a loss (for metrics)
         self.settings = settings
         self.queries = queries
         self.waiting: defaultdict[str, set[asyncio.Event]] = defaultdict(set)
@@ -75,6 +76,8 @@ class Listener:
                 if conn is None:
                     conn = await self._connect()
                     self._wake_all()  # what was sent while we were away is not replayed
+                    if delays is not None:
+                        self.reconnects += 1
                 delays = None
                 async for notify in conn.notifies():
                     for event in self.waiting.get(notify.payload, ()):

@@ -72,6 +72,10 @@ class RedisDriver:
         self._subscriptions: set[RedisSubscription] = set()
         self._inspector: Inspector | None = None
         self._mover: Mover | None = None
+        self.reconnects = 0  # outages a subscription came back from (for metrics)
+
+    def _reconnected(self) -> None:
+        self.reconnects += 1
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -198,6 +202,7 @@ class RedisDriver:
             self._redis(), self.settings, stream, GROUP, consumer, sink, max(1, prefetch),
             recreate, self.delayed(queue), mover.wake,
         )
+        sub.on_reconnect = self._reconnected
         self._subscriptions = {s for s in self._subscriptions if not s.closed}
         self._subscriptions.add(sub)
         return sub

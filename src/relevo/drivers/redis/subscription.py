@@ -78,6 +78,7 @@ class RedisSubscription:
         self.delayed = delayed  # the queue's sorted set of delayed messages
         self._on_delayed = on_delayed  # wakes the driver's mover for a new due time
         self._delays: list[tuple[bytes, float]] = []  # delayed nacks: (entry ID, due)
+        self.on_reconnect: Callable[[], None] | None = None  # told when reads work again
         self._acks: list[bytes] = []
         self._nacks: list[bytes] = []
         self._releases: list[bytes] = []
@@ -130,6 +131,8 @@ class RedisSubscription:
                 if delays is not None:
                     delays = None
                     self._reachable.set()
+                    if self.on_reconnect is not None:
+                        self.on_reconnect()  # an outage ended
             except ResponseError as exc:
                 if "NOGROUP" in str(exc):
                     logger.warning("redis stream %s lost its group; declaring it again",
