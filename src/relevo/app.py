@@ -72,6 +72,10 @@ class App:
         self.clock: Clock = clock or relevo_clock.current()
         self._own_clock = clock is not None
         self._previous_clock: Clock | None = None
+        self._metrics: Any = None  # the metrics middleware, with an app-long set of figures
+        self._metrics_sources: Any = None
+        self.serve_metrics = True  # False in a child process: its parent serves /metrics
+        self._drivers: dict[str, Driver] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
         self._token: Token[Runtime | None] | None = None
         self._supervisor: Supervisor | None = None  # kept after close, for status()
@@ -411,7 +415,8 @@ class App:
         drivers: dict[str, Driver] = {}
         functions: dict[str, Function] = {}
         services: dict[str, Service] = {}
-        middlewares = self._app_middlewares(drivers, services)
+        self._drivers = drivers
+        middlewares = self._app_middlewares(services, reuse)
         for entry in self.registry.of_kind("queue.driver."):
             if entry.id in reuse:
                 drivers[entry.id] = cast(Driver, reuse[entry.id].service)
@@ -463,7 +468,7 @@ class App:
         }
 
     def _app_middlewares(
-        self, drivers: dict[str, Driver], services: dict[str, Service]
+        self, services: dict[str, Service], reuse: Mapping[str, Supervised]
     ) -> list[Middleware]:
         """The app's own middlewares, then metrics and tracing when configured, then those
         its entries bring, in declared order."""
@@ -471,9 +476,15 @@ class App:
         if self.registry.of_kind("metrics."):
             from relevo.metrics.install import install  # loads prometheus-client
 
-            metrics, endpoints = install(self.registry, self.queues, drivers, self._is_running)
-            observing.append(metrics)
-            services.update(endpoints)
+            # one set of figures for the app's life: a reload keeps counting in them
+            self._metrics, self._metrics_sources, endpoints = install(
+                self.registry, self._metrics, lambda: self.queues, lambda: self._drivers,
+                lambda: sorted(self.registry.entries), self._is_running,
+                serve=self.serve_metrics,
+            )
+            observing.append(self._metrics)
+            for entry_id, endpoint in endpoints.items():
+                services[entry_id] = reuse[entry_id].service if entry_id in reuse else endpoint
         tracing = tracing_middleware(self.registry)
         if tracing is not None:
             observing.append(tracing)
@@ -483,6 +494,17 @@ class App:
             if entry.kind in ENTRY_MIDDLEWARES
         ]
         return [*self.middlewares, *observing, *added]
+
+    def metrics_counted(self) -> dict[str, Any] | None:
+        """This process's metric figures, without queue counts (None without a
+        `metrics.prometheus` entry): what a child sends its parent, whose endpoint sums them."""
+        sources = self._metrics_sources
+        return None if sources is None else dict(sources.counted())
+
+    async def metrics_snapshot(self) -> dict[str, Any] | None:
+        """`metrics_counted()` plus the queues' counts, read from their drivers."""
+        sources = self._metrics_sources
+        return None if sources is None else dict(await sources.collect())
 
     def _is_running(self, entry_id: str) -> bool:
         supervisor = self._supervisor

@@ -8,6 +8,7 @@ import sys
 import urllib.request
 import uuid
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 import relevo
 from relevo.errors import ConfigError
 from relevo.metrics.endpoint import PrometheusEndpoint
+from tests.appfiles import write_app
 from tests.conftest import require_service
 from tests.drivers.test_amqp import close_connection_broker_side
 
@@ -190,3 +192,44 @@ async def test_a_connection_the_broker_closed_counts_one_driver_reconnect() -> N
         await app.purge("m7:work")
     assert value(samples, "relevo_driver_reconnects_total", driver="m7:mem") == 1
     assert value(samples, "relevo_messages_published_total", queue="m7:work") == 2
+
+
+RELOADABLE = """\
+- name: mem
+  kind: queue.driver.memory
+  lifecycle: {auto_start: true}
+- name: work
+  kind: queue.queue
+  driver: mem
+- name: fn
+  kind: function.python
+  handler: "tests.integration.handlers:record"
+- name: worker
+  kind: queue.consumer
+  queue: work
+  func: fn
+  concurrency: CONCURRENCY
+  lifecycle: {auto_start: true}
+- name: metrics
+  kind: metrics.prometheus
+  listen: 127.0.0.1:0
+  lifecycle: {auto_start: true}
+"""
+
+
+async def test_a_reload_keeps_counting_in_the_same_figures_on_the_same_endpoint(
+    tmp_path: Path,
+) -> None:
+    path = write_app(tmp_path, RELOADABLE.replace("CONCURRENCY", "1"))
+    async with relevo.load(path) as app:
+        await app.publish("app:work", {"n": 1})
+        await app.join("app:work")
+        write_app(tmp_path, RELOADABLE.replace("CONCURRENCY", "2"))
+        assert "app:worker" in (await app.reload())["restarted"]
+        await app.publish_batch("app:work", [{"n": 2}, {"n": 3}])
+        await app.join("app:work")
+        samples = await scrape(app, "app:metrics")
+    labels = {"queue": "app:work", "consumer": "app:worker"}
+    assert value(samples, "relevo_messages_published_total", queue="app:work") == 3
+    assert value(samples, "relevo_messages_processed_total", **labels, outcome="ack") == 3
+    assert value(samples, "relevo_entry_up", entry="app:worker") == 1

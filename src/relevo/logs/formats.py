@@ -24,7 +24,12 @@ def _time(record: logging.LogRecord) -> str:
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message, then the message fields."""
+    """One JSON object per line: time, level, logger, message, then the message fields
+    (and `pid` in the child processes of `--processes N`)."""
+
+    def __init__(self, with_pid: bool = False) -> None:
+        super().__init__()
+        self.with_pid = with_pid
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
@@ -33,6 +38,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        if self.with_pid:
+            line["pid"] = record.process
         for name in MESSAGE_FIELDS:
             value = getattr(record, name, None)
             if value is not None:
@@ -47,8 +54,9 @@ class JsonFormatter(logging.Formatter):
 class TextFormatter(logging.Formatter):
     """`time LEVEL logger: message key=value ...`, then the traceback if any."""
 
-    def __init__(self) -> None:
-        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    def __init__(self, with_pid: bool = False) -> None:
+        pid = "[%(process)d]" if with_pid else ""
+        super().__init__(f"%(asctime)s %(levelname)s %(name)s{pid}: %(message)s")
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         text = super().formatMessage(record)
@@ -76,10 +84,10 @@ class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
 
-def configure(level: str, fmt: str = "text") -> None:
+def configure(level: str, fmt: str = "text", *, with_pid: bool = False) -> None:
     """Route every log record to stderr in `fmt`, at `level` and above."""
     handler = StderrHandler()
-    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.setFormatter(JsonFormatter(with_pid) if fmt == "json" else TextFormatter(with_pid))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

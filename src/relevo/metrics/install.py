@@ -18,27 +18,44 @@ from relevo.registry import Registry
 KIND = "metrics.prometheus"
 
 
+class Idle:
+    """A metrics entry in a child process: the parent serves the one endpoint."""
+
+    async def start(self) -> None:
+        """Nothing to serve here."""
+
+    async def stop(self) -> None:
+        """Nothing was started."""
+
+
 def install(
     registry: Registry,
-    queues: Mapping[str, CountedQueue],
-    drivers: Mapping[str, object],
+    middleware: MetricsMiddleware | None,
+    queues: Callable[[], Mapping[str, CountedQueue]],
+    drivers: Callable[[], Mapping[str, object]],
+    entries: Callable[[], list[str]],
     running: Callable[[str], bool],
-) -> tuple[MetricsMiddleware, dict[str, PrometheusEndpoint]]:
-    """The app's metrics middleware and the endpoint service of each metrics entry.
-
-    `queues` and `drivers` may still be filling: they are read at scrape time.
-    """
-    figures = Figures()
+    *,
+    serve: bool = True,
+) -> tuple[MetricsMiddleware, AppSources, dict[str, PrometheusEndpoint | Idle]]:
+    """The app's metrics middleware (`middleware` again, after a reload), what a scrape
+    reads of the app, and the service of each metrics entry (an endpoint, or with `serve`
+    False an idle one). `queues`, `drivers` and `entries` are read at scrape time (a
+    reload replaces them)."""
+    if middleware is None:
+        middleware = MetricsMiddleware(Figures())
+    figures = middleware.figures
     for entry in registry.of_kind("queue.queue"):
         figures.queue(entry.id)
     for entry in registry.of_kind("queue.consumer"):
         figures.consumer(entry.id, entry.settings.queue)
-    endpoints: dict[str, PrometheusEndpoint] = {}
-    for entry in registry.of_kind(KIND):
+    kinds = registry.of_kind(KIND)
+    cache_s = min(entry.settings.queue_cache for entry in kinds)
+    sources = AppSources(figures, queues, drivers, entries, running, cache_s)
+    services: dict[str, PrometheusEndpoint | Idle] = {}
+    for entry in kinds:
         settings: PrometheusSettings = entry.settings
-        sources = AppSources(
-            figures, queues, drivers, sorted(e.id for e in registry), running,
-            settings.queue_cache,
+        services[entry.id] = (
+            PrometheusEndpoint(entry.id, settings.listen, sources.collect) if serve else Idle()
         )
-        endpoints[entry.id] = PrometheusEndpoint(entry.id, settings.listen, sources.collect)
-    return MetricsMiddleware(figures), endpoints
+    return middleware, sources, services

@@ -27,9 +27,9 @@ class AppSources:
     def __init__(
         self,
         figures: Figures,
-        queues: Mapping[str, CountedQueue],
-        drivers: Mapping[str, object],
-        entries: list[str],
+        queues: Callable[[], Mapping[str, CountedQueue]],
+        drivers: Callable[[], Mapping[str, object]],
+        entries: Callable[[], list[str]],
         running: Callable[[str], bool],
         cache_s: float,
     ) -> None:
@@ -44,11 +44,16 @@ class AppSources:
         self._reading: asyncio.Task[dict[str, dict[str, int]]] | None = None
 
     async def collect(self) -> Snapshot:
-        snap = self.figures.snapshot()
+        snap = self.counted()
         snap["queues"] = await self.queue_states()
+        return snap
+
+    def counted(self) -> Snapshot:
+        """Everything but the queue counts (which need the drivers): no waiting."""
+        snap = self.figures.snapshot()
         snap["reconnects"] = {d: int(getattr(drv, "reconnects", 0)) for d, drv in
-                              self.drivers.items()}
-        snap["up"] = {entry: int(self.running(entry)) for entry in self.entries}
+                              self.drivers().items()}
+        snap["up"] = {entry: int(self.running(entry)) for entry in self.entries()}
         return snap
 
     async def queue_states(self) -> dict[str, dict[str, int]]:
@@ -59,10 +64,10 @@ class AppSources:
         return await asyncio.shield(self._reading)
 
     async def _read(self) -> dict[str, dict[str, int]]:
-        ids = [q for q in self.queues if self.running(q)]
-        found = await asyncio.gather(*(self.queues[q].stats() for q in ids),
-                                     return_exceptions=True)
-        states = {q: dict(_ZERO) for q in self.queues}
+        queues = self.queues()
+        ids = [q for q in queues if self.running(q)]
+        found = await asyncio.gather(*(queues[q].stats() for q in ids), return_exceptions=True)
+        states = {q: dict(_ZERO) for q in queues}
         for queue_id, stats in zip(ids, found, strict=True):
             if isinstance(stats, QueueStats):
                 states[queue_id] = {

@@ -16,9 +16,11 @@ import resource
 import signal
 import sys
 from multiprocessing.connection import Connection
+from typing import Any
 
 from relevo.app import App, load
 from relevo.errors import ConfigError, RelevoError, StopTimeout
+from relevo.logs.formats import configure
 from relevo.process import channel
 from relevo.process.deathsig import ask_signal_on_parent_death
 
@@ -55,6 +57,7 @@ class Child:
         try:
             try:
                 self.app = load(self.path)
+                self.app.serve_metrics = False  # the parent serves the sum of every child
                 await self.app.open(start=True)
             except Exception as exc:
                 text = str(exc) if isinstance(exc, RelevoError) else repr(exc)
@@ -109,12 +112,20 @@ class Child:
 
     async def _report_stats(self) -> None:
         while True:
-            self._send_stats()
+            metrics = await self.app.metrics_snapshot() if self.app is not None else None
+            self._send_stats(metrics)
             await asyncio.sleep(STATS_EVERY_S)
 
-    def _send_stats(self) -> None:
-        if self.app is not None:
-            self.report.send(channel.STATS, processed=self.app.processed(), rss=rss_bytes())
+    def _send_stats(self, metrics: dict[str, Any] | None = None) -> None:
+        """Stats, and this child's metric figures when the app has a metrics entry (the
+        last ones, sent after the app stopped, without queue counts)."""
+        app = self.app
+        if app is None:
+            return
+        if metrics is None:
+            metrics = app.metrics_counted()
+        extra = {} if metrics is None else {"metrics": metrics}
+        self.report.send(channel.STATS, processed=app.processed(), rss=rss_bytes(), **extra)
 
 
 async def _main(path: str, slot: int, control_fd: int, report_fd: int) -> int:
@@ -128,16 +139,14 @@ async def _main(path: str, slot: int, control_fd: int, report_fd: int) -> int:
 
 
 def child_entry(
-    path: str, slot: int, control: Connection, report: Connection, log_level: str
+    path: str, slot: int, control: Connection, report: Connection, log_level: str,
+    log_format: str = "text",
 ) -> None:
     """The body of a child process (the parent starts it through multiprocessing)."""
     with contextlib.suppress(OSError):
         os.setpgid(0, 0)  # a terminal's Ctrl-C goes to the parent only; the parent decides
     ask_signal_on_parent_death(signal.SIGTERM)
-    logging.basicConfig(
-        level=log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s",
-    )
+    configure(log_level, log_format, with_pid=True)
     control_fd, report_fd = os.dup(control.fileno()), os.dup(report.fileno())
     control.close()
     report.close()

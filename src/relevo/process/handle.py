@@ -10,6 +10,7 @@ import signal
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
+from typing import Any
 
 from relevo.drivers.catalog import DRIVER_KINDS
 from relevo.functions.catalog import FUNCTION_KINDS
@@ -54,17 +55,20 @@ class ChildProcess:
         self.error: str | None = None  # its start-up error, as it reported it
         self.retiring = False  # told to stop: its exit is no crash
         self.on_stats: Callable[[ChildProcess], None] | None = None
+        self.on_metrics: Callable[[ChildProcess, dict[str, Any]], None] | None = None
         self.reading: asyncio.Task[None] | None = None
         self.checked = False  # the parent has seen its first stats
         self.memory_exempt = False  # over the memory limit from the start: not recycled for it
 
     @classmethod
-    async def spawn(cls, path: str, slot: int, log_level: str) -> ChildProcess:
+    async def spawn(
+        cls, path: str, slot: int, log_level: str, log_format: str = "text"
+    ) -> ChildProcess:
         control_r, control_w = _FORKSERVER.Pipe(duplex=False)
         report_r, report_w = _FORKSERVER.Pipe(duplex=False)
         process = _FORKSERVER.Process(
             target=child_entry, name=f"relevo-child-{slot}",
-            args=(path, slot, control_r, report_w, log_level),
+            args=(path, slot, control_r, report_w, log_level, log_format),
         )
         loop = asyncio.get_running_loop()
         try:
@@ -145,6 +149,8 @@ class ChildProcess:
     def _on_stats(self, message: channel.Message) -> None:
         self.processed = int(message.get("processed", 0))
         self.rss = int(message.get("rss", 0))
+        if self.on_metrics is not None and isinstance(message.get("metrics"), dict):
+            self.on_metrics(self, message["metrics"])
         if self.on_stats is not None:
             self.on_stats(self)
 

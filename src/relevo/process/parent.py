@@ -20,6 +20,7 @@ from typing import Any
 from relevo.backoff import Backoff
 from relevo.config.build import load_registry
 from relevo.errors import ConfigError
+from relevo.metrics.children import ChildrenFigures
 from relevo.process.handle import ChildProcess, preload
 from relevo.process.policy import check_shareable, restart_policy, stop_budget_s
 from relevo.registry import Registry
@@ -47,13 +48,14 @@ class Limits:
 class Parent:
     def __init__(self, path: str, registry: Registry, processes: int, *,
                  limits: Limits = Limits(), reload: bool = False,
-                 log_level: str = "INFO") -> None:
+                 log_level: str = "INFO", log_format: str = "text") -> None:
         self.path = path
         self.registry = registry
         self.processes = processes
         self.limits = limits
         self.reload = reload
         self.log_level = log_level
+        self.log_format = log_format
         self.policy: Backoff = restart_policy(registry)
         self.children: set[ChildProcess] = set()
         self._stopping = asyncio.Event()
@@ -61,12 +63,14 @@ class Parent:
         self._signals = 0
         self._recycle_due: dict[int, asyncio.Event] = {}
         self._spawning: set[asyncio.Future[ChildProcess]] = set()
+        self.metrics = ChildrenFigures() if registry.of_kind("metrics.") else None
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, self._on_signal, signum)
         preload(self.registry)
+        endpoints = await self._serve_metrics()
         slots = [loop.create_task(self._keep(n)) for n in range(1, self.processes + 1)]
         watcher = loop.create_task(self._watch()) if self.reload else None
         log.info("parent %d: running %d processes; press Ctrl-C to stop",
@@ -75,7 +79,28 @@ class Parent:
         for task in [*slots, *([watcher] if watcher else [])]:
             task.cancel()
         await asyncio.gather(*slots, return_exceptions=True)
-        return await self._stop_children()
+        try:
+            return await self._stop_children()
+        finally:
+            for endpoint in endpoints:
+                await endpoint.stop()
+
+    async def _serve_metrics(self) -> list[Any]:
+        """One endpoint per auto-started metrics entry, serving the children's sum."""
+        if self.metrics is None:
+            return []
+        from relevo.metrics.endpoint import PrometheusEndpoint  # loads prometheus-client
+
+        endpoints = []
+        for entry in self.registry.of_kind("metrics."):
+            if entry.head.lifecycle.auto_start:
+                endpoint = PrometheusEndpoint(entry.id, entry.settings.listen,
+                                              self.metrics.collect)
+                await endpoint.start()
+                log.info("parent %d: metrics of every child at http://%s/metrics",
+                         os.getpid(), entry.settings.listen)
+                endpoints.append(endpoint)
+        return endpoints
 
     # -- signals and shutdown -------------------------------------------------------
 
@@ -124,9 +149,14 @@ class Parent:
         return await asyncio.shield(task)
 
     async def _register(self, slot: int) -> ChildProcess:
-        child = await ChildProcess.spawn(self.path, slot, self.log_level)
+        child = await ChildProcess.spawn(self.path, slot, self.log_level, self.log_format)
         self.children.add(child)
         child.exited.add_done_callback(lambda _: self.children.discard(child))
+        metrics = self.metrics
+        if metrics is not None:
+            child.on_metrics = metrics.update
+            assert child.reading is not None  # its last snapshot is read before this ends
+            child.reading.add_done_callback(lambda _: metrics.retire(child))
         if self.limits.max_messages is not None or self.limits.max_memory is not None:
             child.on_stats = self._check_limits
         return child
@@ -231,9 +261,9 @@ class Parent:
 
 
 def run_parent(path: str, registry: Registry, processes: int, *, limits: Limits,
-               reload: bool, log_level: str) -> int:
+               reload: bool, log_level: str, log_format: str = "text") -> int:
     parent = Parent(path, registry, processes, limits=limits, reload=reload,
-                    log_level=log_level)
+                    log_level=log_level, log_format=log_format)
     with contextlib.suppress(KeyboardInterrupt):
         return asyncio.run(parent.run())
     return 1
