@@ -20,6 +20,7 @@ from relevo.metrics.endpoint import PrometheusEndpoint
 from tests.appfiles import write_app
 from tests.conftest import require_service
 from tests.drivers.test_amqp import close_connection_broker_side
+from tests.waiting import wait_until_async
 
 
 def handle(body: str) -> Any:
@@ -88,6 +89,12 @@ async def test_counters_equal_the_messages_published_and_settled_per_outcome() -
     async with relevo.load(app_source("m1")) as app:
         for body in bodies:
             await app.publish("m1:work", body)
+
+        async def settled() -> bool:  # join does not wait for retries not yet due
+            await app.join("m1:work")
+            return (await app.info("m1:work"))["delayed"] == 0
+
+        await wait_until_async(settled, 10, "every retry handled")
         await app.join("m1:work")
         samples = await scrape(app, "m1:metrics")
     processed = "relevo_messages_processed_total"
