@@ -390,7 +390,12 @@ def test_with_a_token_an_action_needs_it_and_a_bearer_client_needs_no_csrf(
     board.dead_letters(1)
     board.call(board.app.stop, "shop:order_worker")
     refused = board.client.post("/queues/shop:orders_dead/purge", data={"confirm": "yes"})
-    assert refused.status_code == 401
+    assert refused.status_code == 403
+    wrong = board.client.post(
+        "/queues/shop:orders_dead/purge", data={"confirm": "yes"},
+        headers={"authorization": "Bearer guess"},
+    )
+    assert wrong.status_code == 403
     assert board.info("shop:orders_dead")["ready"] == 1
     done = board.client.post(
         "/queues/shop:orders_dead/purge", data={"confirm": "yes"},

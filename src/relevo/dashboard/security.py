@@ -143,6 +143,8 @@ def _login_required(request: Request, path: str) -> Response:
         root = request.scope.get("root_path", "")
         target = path + (f"?{request.url.query}" if request.url.query else "")
         return RedirectResponse(f"{root}/login?next={quote(target)}", status_code=303)
+    if request.method not in ("GET", "HEAD"):  # an action without the token: refused
+        return PlainTextResponse("refused: the dashboard token is required", status_code=403)
     return PlainTextResponse(
         "authentication required", status_code=401, headers={"WWW-Authenticate": "Bearer"}
     )
