@@ -165,8 +165,8 @@ async def _reload(app: App) -> None:
         result = await app.reload()
     except ConfigError as exc:
         log.error("reload refused, the app carries on unchanged:\n%s", exc)
-    except RelevoError as exc:
-        log.error("reload failed: %s", exc)
+    except Exception as exc:  # the watcher must outlive a failed reload
+        log.error("reload failed: %r", exc)
     else:
         log.info("reloaded: added %s, removed %s, restarted %s",
                  result["added"], result["removed"], result["restarted"])

@@ -48,6 +48,7 @@ class Child:
         self.stop = asyncio.Event()
         self.app: App | None = None
         self._reloading = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def run(self, control: asyncio.StreamReader) -> int:
         loop = asyncio.get_running_loop()
@@ -94,7 +95,9 @@ class Child:
             self.stop.set()
 
     def _reload(self, message: channel.Message) -> None:
-        asyncio.get_running_loop().create_task(self._do_reload())
+        task = asyncio.get_running_loop().create_task(self._do_reload())
+        self._tasks.add(task)  # held: the loop keeps only a weak reference to tasks
+        task.add_done_callback(self._tasks.discard)
 
     async def _do_reload(self) -> None:
         async with self._reloading:
@@ -105,8 +108,8 @@ class Child:
             except ConfigError as exc:
                 log.error("child %d: reload refused, nothing changed:\n%s", self.slot, exc)
                 return
-            except RelevoError as exc:
-                log.error("child %d: reload failed: %s", self.slot, exc)
+            except Exception as exc:
+                log.error("child %d: reload failed: %r", self.slot, exc)
                 return
             self.report.send(channel.RELOADED, **result)
 
