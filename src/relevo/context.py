@@ -24,7 +24,8 @@ class Runtime(Protocol):
 
     async def publish(
         self, queue_id: str, data: Any, headers: Headers | None = None, *,
-        delay: float | str | None = None, at: datetime | float | None = None,
+        connection: Any = None, delay: float | str | None = None,
+        at: datetime | float | None = None,
     ) -> str: ...
 
     async def info(self, queue_id: str) -> dict[str, int]: ...
@@ -52,11 +53,14 @@ def runtime() -> Runtime:
 
 async def publish(
     queue_id: str, data: Any, headers: Headers | None = None, *,
-    delay: float | str | None = None, at: datetime | float | None = None,
+    connection: Any = None, delay: float | str | None = None,
+    at: datetime | float | None = None,
 ) -> str:
     """Publish through the running app; returns the message ID. `delay`/`at`: as
-    `App.publish`, not delivered before then."""
-    return await runtime().publish(queue_id, data, headers, delay=delay, at=at)
+    `App.publish`, not delivered before then; `connection`: as `App.publish`, inside the
+    caller's own database transaction (postgres driver)."""
+    return await runtime().publish(queue_id, data, headers, connection=connection,
+                                   delay=delay, at=at)
 
 
 def publish_sync(

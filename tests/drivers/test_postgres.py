@@ -338,3 +338,13 @@ async def test_consumers_and_publishers_carry_on_after_the_server_drops_their_co
     assert set(sink.ids) >= {e.id for e in before + after}
     await counts(driver, queue, message_count=0)
     await sub.close()
+
+
+async def test_drivers_starting_together_create_one_schema_without_racing(
+    make_driver: MakeDriver, raw: psycopg.AsyncConnection[Any]
+) -> None:
+    drivers = await asyncio.gather(*(make_driver() for _ in range(4)))
+    schema = drivers[0].settings.schema_name
+    versions = await (await raw.execute(f'SELECT version FROM "{schema}".schema_version'))\
+        .fetchall()
+    assert versions == [(SCHEMA_VERSION,)]

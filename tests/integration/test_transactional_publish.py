@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -33,6 +34,20 @@ async def app_path(tmp_path: Path) -> AsyncIterator[Path]:
 - name: fn
   kind: function.python
   handler: "tests.integration.handlers:record"
+- name: outbox
+  kind: queue.queue
+  driver: db
+- name: forwarder
+  kind: function.python
+  handler: "tests.integration.test_transactional_publish:forward_in_a_transaction"
+- name: forwarding
+  kind: queue.queue
+  driver: db
+- name: forward_worker
+  kind: queue.consumer
+  queue: forwarding
+  func: forwarder
+  lifecycle: {{auto_start: true}}
 - name: worker
   kind: queue.consumer
   queue: orders
@@ -70,6 +85,22 @@ async def test_a_message_published_in_a_rolled_back_transaction_never_exists(
         await wait_until(lambda: len(handlers.state.calls) == 1, 10, "order 4 handled")
         await queue_holds(app, "app:orders", 0)
     assert [call.body for call in handlers.state.calls] == [{"order": 4}]  # ...alone
+
+
+async def forward_in_a_transaction(body: dict[str, Any]) -> None:
+    """A handler that writes and publishes in one transaction of its own."""
+    async with await psycopg.AsyncConnection.connect(POSTGRES_DSN) as conn, \
+            conn.transaction(force_rollback=body["roll_back"]):
+        await relevo.publish("app:outbox", body, connection=conn)
+
+
+@pytest.mark.broker
+async def test_a_handler_publishes_inside_its_own_transaction(app_path: Path) -> None:
+    async with relevo.load(app_path) as app:
+        await app.publish("app:forwarding", {"n": 1, "roll_back": True})
+        await app.publish("app:forwarding", {"n": 2, "roll_back": False})
+        await queue_holds(app, "app:forwarding", 0)
+        assert [m["body"]["n"] for m in await app.peek("app:outbox")] == [2]
 
 
 async def test_other_drivers_refuse_a_connection_with_publish_error(tmp_path: Path) -> None:
