@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 import jinja2
@@ -30,6 +30,9 @@ from relevo.dashboard.history import CountDeltaRates, History, RateSource
 from relevo.dashboard.model import Model
 from relevo.dashboard.security import Guard, GuardMiddleware
 
+if TYPE_CHECKING:
+    from relevo.dashboard.metrics_rates import MetricsRates
+
 TOKEN_ENV = "RELEVO_DASHBOARD_TOKEN"
 LIVE_EVERY_S = 2
 
@@ -37,10 +40,12 @@ LIVE_EVERY_S = 2
 class Dashboard:
     """What every route handler shares: the model, the guard, the templates."""
 
-    def __init__(self, app: App, guard: Guard, history: History, rates: RateSource) -> None:
+    def __init__(self, app: App, guard: Guard, history: History, rates: RateSource,
+                 metrics: MetricsRates | None = None) -> None:
         self.app = app
         self.guard = guard
         self.history = history
+        self.metrics = metrics
         self.model = Model(app, rates)
         folder = resources.files("relevo.dashboard").joinpath("templates")
         self.templates = jinja2.Environment(
@@ -48,11 +53,13 @@ class Dashboard:
             autoescape=True,  # every value is escaped unless a template says otherwise
             undefined=jinja2.StrictUndefined,
         )
-        self.templates.filters.update(when=_when, number=_number, rate=_rate)
+        self.templates.filters.update(when=_when, number=_number, rate=_rate, per_s=_per_s)
 
     def render(self, request: Request, template: str, status_code: int = 200,
                **context: Any) -> HTMLResponse:
         self.history.ensure_started()
+        if self.metrics is not None:
+            self.metrics.ensure_started()
 
         def url(name: str, query: dict[str, Any] | None = None, **params: str) -> str:
             quoted = {k: quote(v, safe=":") for k, v in params.items()}
@@ -89,7 +96,15 @@ def create_app(
     guard = Guard(token if token is not None else os.environ.get(TOKEN_ENV), read_only)
     dashboard_ids = [e.id for e in app.registry.of_kind("queue.queue")]
     history = History(dashboard_ids, app.queue_stats, sample_s)
-    board = Dashboard(app, guard, history, rates or CountDeltaRates(history))
+    metrics = None
+    if rates is None:
+        rates = CountDeltaRates(history)
+        endpoint = metrics_url(app)
+        if endpoint is not None:  # the workers count published and handled: use that
+            from relevo.dashboard.metrics_rates import MetricsRates
+
+            rates = metrics = MetricsRates(endpoint, rates, sample_s)
+    board = Dashboard(app, guard, history, rates, metrics)
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -100,6 +115,8 @@ def create_app(
             yield
         finally:
             await history.stop()
+            if metrics is not None:
+                await metrics.stop()
             if opened:
                 await app.close()
 
@@ -118,6 +135,17 @@ def create_app(
         exception_handlers={HTTPException: http_error},
         lifespan=lifespan,
     )
+
+
+def metrics_url(app: App) -> str | None:
+    """The /metrics URL of the application's first `metrics.prometheus` entry, if any."""
+    for entry in app.registry.of_kind("metrics.prometheus"):
+        host, _, port = entry.settings.listen.rpartition(":")
+        host = host.strip("[]")
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"  # listening everywhere: reachable here
+        return f"http://{host if ':' not in host else f'[{host}]'}:{port}/metrics"
+    return None
 
 
 def _when(epoch_or_text: float | str | None) -> str:
@@ -148,6 +176,10 @@ def _span(seconds: float) -> str:
 
 def _number(value: int | None) -> str:
     return "—" if value is None else f"{value:,}"
+
+
+def _per_s(value: float | None) -> str:
+    return "—" if value is None else f"{value:,.1f}/s"
 
 
 def _rate(value: float | None) -> str:
