@@ -62,8 +62,9 @@ def free_port() -> int:
 class PrivateRedis:
     """A durable redis-server owned by one test or run (its pid, port and folder)."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, *, durable: bool = True) -> None:
         self.folder = folder
+        self.durable = durable
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
         folder.mkdir(parents=True, exist_ok=True)
@@ -80,8 +81,9 @@ class PrivateRedis:
         """Start (again, from the AOF) and return once it answers PING (AOF loaded)."""
         self.process = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-             "--dir", str(self.folder), "--appendonly", "yes", "--appendfsync", "always",
-             "--save", "", "--logfile", str(self.folder / "redis.log")],
+             "--dir", str(self.folder), "--appendonly", "yes" if self.durable else "no",
+             "--appendfsync", "always", "--save", "", "--logfile",
+             str(self.folder / "redis.log")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + timeout_s

@@ -126,6 +126,14 @@ class TestAmqpConformance(DriverConformance):
         await driver.stop()
 
 
+class TestAmqpQuorumConformance(TestAmqpConformance):
+    """The same contract on quorum queues (replicated, always durable)."""
+
+    @pytest.fixture
+    def queue_options(self) -> Mapping[str, Any]:
+        return {"queue_type": "quorum"}
+
+
 def unique(prefix: str) -> str:
     return f"relevo-test-{prefix}-{uuid.uuid4().hex[:10]}"
 

@@ -4,6 +4,7 @@ crash recovery, leases, attempts across nacks, restarts, and a stream that stays
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import ssl
 import sys
@@ -410,3 +411,28 @@ async def test_after_a_redis_crash_no_entry_a_live_consumer_holds_or_acked_is_re
     await owner_sub.close()
     await other.stop()
     await owner.stop()
+
+
+async def test_a_redis_that_keeps_nothing_on_disk_gets_one_warning_at_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    if not PrivateRedis.available():
+        pytest.skip("needs redis-server to run a Redis of the test's own")
+    volatile = PrivateRedis(tmp_path / "volatile", durable=False)
+    durable = PrivateRedis(tmp_path / "durable")
+    volatile.start()
+    durable.start()
+    try:
+        for server in (volatile, durable):
+            driver = RedisDriver(settings(url=server.url))
+            await driver.start()
+            await driver.stop()
+    finally:
+        volatile.kill()
+        durable.kill()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING
+                and r.name == "relevo.drivers.redis"]
+    assert len(warnings) == 1, warnings
+    assert f"127.0.0.1:{volatile.port}" in warnings[0]
+    assert "keeps nothing on disk" in warnings[0]
+    assert "appendonly yes" in warnings[0]

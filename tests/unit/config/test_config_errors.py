@@ -113,6 +113,26 @@ def test_driver_options_are_checked_against_the_queues_driver(tmp_path: Path) ->
     assert fields == ["driver_options.kafka", "driver_options.memory.max_length"]
 
 
+AMQP_DRIVER = "- name: rabbit\n  kind: queue.driver.amqp\n"
+
+
+def test_an_amqp_queue_type_names_the_allowed_types(tmp_path: Path) -> None:
+    queue = ("- name: q\n  kind: queue.queue\n  driver: rabbit\n"
+             "  driver_options:\n    amqp: {queue_type: qorum}\n")
+    issue = only_issue(write_app(tmp_path, AMQP_DRIVER + queue))
+    assert (issue.entry, issue.field) == ("app:q", "driver_options.amqp.queue_type")
+    assert "'classic' or 'quorum'" in issue.message
+    assert "qorum" in issue.message
+
+
+def test_a_quorum_queue_that_is_not_durable_is_refused_with_the_reason(tmp_path: Path) -> None:
+    queue = ("- name: q\n  kind: queue.queue\n  driver: rabbit\n"
+             "  driver_options:\n    amqp: {queue_type: quorum, durable: false}\n")
+    issue = only_issue(write_app(tmp_path, AMQP_DRIVER + queue))
+    assert (issue.entry, issue.field) == ("app:q", "driver_options.amqp")
+    assert "always durable" in issue.message
+
+
 def test_every_problem_is_reported_at_once_and_str_lists_them(tmp_path: Path) -> None:
     entries = (
         "- name: x\n  kind: nope\n"

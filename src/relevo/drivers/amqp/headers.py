@@ -31,6 +31,7 @@ NEUTRAL_PROPERTIES: dict[str, str] = {
 """Neutral header -> AMQP property; `traceparent` has no property and rides in the table."""
 
 DEATH_HEADER = "x-death"
+DELIVERY_COUNT_HEADER = "x-delivery-count"  # a quorum queue's own count of returns
 _DEATH_PREFIXES = ("x-first-death-", "x-last-death-")
 """What RabbitMQ adds when it dead-letters (the delay ladder does): never shown, never copied."""
 
@@ -138,11 +139,13 @@ def read_headers(props: Basic.Properties) -> tuple[Headers, int]:
     Entries that are not str/int/float/bool (the broker's own `x-death` lists, byte
     arrays from foreign publishers) are left out: handlers only ever see flat scalars.
     A message that waited in the delay ladder has an `x-death` list, so the same slow
-    path drops the `x-first-death-*` strings that come with it.
+    path drops the `x-first-death-*` strings that come with it. A quorum queue's
+    `x-delivery-count` is the broker's, not the publisher's: it is left out too.
     """
     table = props.headers
     if table:
         attempts = table.pop(ATTEMPTS_HEADER, 0)
+        table.pop(DELIVERY_COUNT_HEADER, None)
         for value in table.values():
             if type(value) not in _SCALARS:
                 table = {

@@ -3,6 +3,10 @@
 A bounded queue (`max_length`) refuses publishes when full (`x-overflow: reject-publish`)
 instead of RabbitMQ's default of silently dropping its oldest message: relevo never
 loses a message on purpose, and a refused publish surfaces as `QueueFull`.
+
+A quorum queue (`queue_type: quorum`) gets `x-delivery-limit` set far above any
+`max_attempts`: RabbitMQ 4 otherwise drops (or dead-letters by its own rules) a message
+returned 20 times, behind relevo's back; relevo counts attempts and dead-letters itself.
 """
 
 from __future__ import annotations
@@ -21,7 +25,11 @@ _OPTION_OF_ARGUMENT = {
     "x-expires": "queue_expiry",
     "x-max-length": "max_length",
     "x-overflow": "max_length",
+    "x-queue-type": "queue_type",
+    "x-delivery-limit": "queue_type",
 }
+QUORUM_DELIVERY_LIMIT = 2**31 - 1
+"""RabbitMQ's own redelivery cap on quorum queues, set so that it never applies."""
 _INEQUIVALENT = re.compile(r"inequivalent arg '([^']+)'")
 
 
@@ -46,6 +54,9 @@ def declare_arguments(options: AmqpQueueOptions, settings: AmqpSettings) -> dict
     if options.max_length is not None:
         arguments["x-max-length"] = options.max_length
         arguments["x-overflow"] = "reject-publish"
+    if options.queue_type == "quorum":
+        arguments["x-queue-type"] = "quorum"
+        arguments["x-delivery-limit"] = QUORUM_DELIVERY_LIMIT
     return {
         "durable": options.durable,
         "auto_delete": options.auto_delete,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Literal, Self
+
+from pydantic import Field, model_validator
 
 from relevo.drivers.settings import DriverSettings, TlsSettings
 from relevo.durations import DurationS
@@ -33,6 +35,14 @@ class AmqpQueueOptions(StrictModel):
     message_ttl: DurationS | None = None
     queue_expiry: DurationS | None = None
     max_length: int | None = Field(default=None, ge=1)
+    queue_type: Literal["classic", "quorum"] = "classic"
+
+    @model_validator(mode="after")
+    def _quorum_is_durable(self) -> Self:
+        if self.queue_type == "quorum" and (not self.durable or self.auto_delete):
+            raise ValueError("a quorum queue is always durable and never auto-deleted: "
+                             "set durable: true and auto_delete: false, or queue_type: classic")
+        return self
 
 
 class AmqpConsumerOptions(StrictModel):

@@ -13,11 +13,12 @@ import logging
 import ssl
 from collections.abc import Iterator, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from redis.asyncio import Connection, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError, TimeoutError
+from redis.exceptions import ConnectionError, RedisError, TimeoutError
 
 from relevo.backoff import Backoff
 from relevo.drivers.client_logs import quiet_connection_events
@@ -71,6 +72,41 @@ class TlsConnection(Connection):
 def tls_connection_class(tls: TlsSettings) -> type[TlsConnection]:
     """A TlsConnection class bound to the context `tls` describes (ConfigError if unusable)."""
     return type("RelevoTlsConnection", (TlsConnection,), {"context": ssl_context(tls)})
+
+
+async def warn_if_volatile(client: Redis, settings: RedisSettings) -> None:
+    """Log one warning when the server keeps nothing on disk (no AOF, no RDB snapshots):
+    its next restart loses every message in every queue. A server that refuses CONFIG
+    (managed Redis, ACLs) is not second-guessed."""
+    try:
+        async with asyncio.timeout(settings.publish_timeout):
+            pipe = client.pipeline(transaction=False)
+            pipe.config_get("appendonly")
+            pipe.config_get("save")
+            appendonly, save = await pipe.execute()
+    except (RedisError, OSError) as exc:  # OSError: the builtin TimeoutError too
+        logger.debug("redis persistence settings not readable: %s", exc)
+        return
+    aof, snapshots = _text(appendonly.get("appendonly")), _text(save.get("save"))
+    if aof == "no" and snapshots == "":
+        logger.warning(
+            "redis at %s keeps nothing on disk (appendonly no, save \"\"): a Redis restart "
+            "loses every message in its queues; set appendonly yes (see docs/production.md)",
+            safe_url(settings.url),
+        )
+
+
+def safe_url(url: str) -> str:
+    """The URL for logs, password hidden."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
+def _text(value: Any) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def backoff_s(settings: RedisSettings) -> Iterator[float]:

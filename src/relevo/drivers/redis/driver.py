@@ -32,7 +32,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from relevo.drivers.base import Capabilities, DeliverySink, QueueSpec, QueueStats
-from relevo.drivers.redis.connection import create_client
+from relevo.drivers.redis.connection import create_client, warn_if_volatile
 from relevo.drivers.redis.inspection import Inspector
 from relevo.drivers.redis.mover import Mover
 from relevo.drivers.redis.publisher import Publisher
@@ -90,6 +90,7 @@ class RedisDriver:
             await client.aclose()
             raise
         self._client = client
+        await warn_if_volatile(client, self.settings)
         self._publisher = Publisher(client, self.settings, self._declare_again)
         self._inspector = Inspector(client, GROUP)
         self._mover = Mover(client, self.settings, self._keys)
