@@ -328,6 +328,25 @@ async def test_publishing_while_the_broker_is_unreachable_fails_in_time_or_waits
 # -- declaring ------------------------------------------------------------------------
 
 
+async def test_by_default_queues_are_durable_and_messages_persistent(
+    make_driver: Callable[..., Awaitable[AmqpDriver]],
+) -> None:
+    """What survives a broker restart: a durable queue holding persistent messages."""
+    driver = await make_driver()
+    queue = unique("durable")
+    await driver.declare(QueueSpec(queue, {}))
+    await driver.publish(queue, [envelope(1)])
+    connection = await aiormq.connect(URL)
+    try:
+        channel = await connection.channel()
+        got = await channel.basic_get(queue, no_ack=True)
+        assert got.header.properties.delivery_mode == 2, "persistent"
+        with pytest.raises(aiormq.exceptions.ChannelPreconditionFailed, match="durable"):
+            await channel.queue_declare(queue, durable=False)  # differs: it is durable
+    finally:
+        await connection.close()
+
+
 async def test_redeclaring_with_other_options_names_the_queue_and_the_option(
     make_driver: Callable[..., Awaitable[AmqpDriver]],
 ) -> None:
