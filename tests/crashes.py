@@ -62,9 +62,11 @@ def free_port() -> int:
 class PrivateRedis:
     """A durable redis-server owned by one test or run (its pid, port and folder)."""
 
-    def __init__(self, folder: Path, *, durable: bool = True) -> None:
+    def __init__(self, folder: Path, *, durable: bool = True, options: tuple[str, ...] = ()
+                 ) -> None:
         self.folder = folder
         self.durable = durable
+        self.options = options
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
         folder.mkdir(parents=True, exist_ok=True)
@@ -83,7 +85,7 @@ class PrivateRedis:
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
              "--dir", str(self.folder), "--appendonly", "yes" if self.durable else "no",
              "--appendfsync", "always", "--save", "", "--logfile",
-             str(self.folder / "redis.log")],
+             str(self.folder / "redis.log"), *self.options],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + timeout_s

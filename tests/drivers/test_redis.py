@@ -413,26 +413,28 @@ async def test_after_a_redis_crash_no_entry_a_live_consumer_holds_or_acked_is_re
     await owner.stop()
 
 
-async def test_a_redis_that_keeps_nothing_on_disk_gets_one_warning_at_start(
+async def test_a_redis_that_keeps_nothing_on_disk_or_evicts_any_key_gets_a_warning_at_start(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     if not PrivateRedis.available():
         pytest.skip("needs redis-server to run a Redis of the test's own")
     volatile = PrivateRedis(tmp_path / "volatile", durable=False)
     durable = PrivateRedis(tmp_path / "durable")
-    volatile.start()
-    durable.start()
+    evicting = PrivateRedis(tmp_path / "evicting", options=("--maxmemory-policy", "allkeys-lru"))
+    servers = (volatile, durable, evicting)
     try:
-        for server in (volatile, durable):
+        for server in servers:
+            server.start()
             driver = RedisDriver(settings(url=server.url))
             await driver.start()
             await driver.stop()
     finally:
-        volatile.kill()
-        durable.kill()
+        for server in servers:
+            server.kill()
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING
                 and r.name == "relevo.drivers.redis"]
-    assert len(warnings) == 1, warnings
-    assert f"127.0.0.1:{volatile.port}" in warnings[0]
-    assert "keeps nothing on disk" in warnings[0]
-    assert "appendonly yes" in warnings[0]
+    assert len(warnings) == 2, warnings
+    assert f"127.0.0.1:{volatile.port}/0 keeps nothing on disk" in warnings[0]
+    assert "set appendonly yes" in warnings[0]
+    assert f"127.0.0.1:{evicting.port}/0 has maxmemory-policy allkeys-lru" in warnings[1]
+    assert "set noeviction" in warnings[1]

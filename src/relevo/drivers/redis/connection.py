@@ -75,15 +75,17 @@ def tls_connection_class(tls: TlsSettings) -> type[TlsConnection]:
 
 
 async def warn_if_volatile(client: Redis, settings: RedisSettings) -> None:
-    """Log one warning when the server keeps nothing on disk (no AOF, no RDB snapshots):
-    its next restart loses every message in every queue. A server that refuses CONFIG
-    (managed Redis, ACLs) is not second-guessed."""
+    """Log a warning when the server keeps nothing on disk (no AOF, no RDB snapshots):
+    its next restart loses every message in every queue; and one when it may evict any
+    key under memory pressure, a whole queue's stream included. A server that refuses
+    CONFIG (managed Redis, ACLs) is not second-guessed."""
     try:
         async with asyncio.timeout(settings.publish_timeout):
             pipe = client.pipeline(transaction=False)
             pipe.config_get("appendonly")
             pipe.config_get("save")
-            appendonly, save = await pipe.execute()
+            pipe.config_get("maxmemory-policy")
+            appendonly, save, policy = await pipe.execute()
     except (RedisError, OSError) as exc:  # OSError: the builtin TimeoutError too
         logger.debug("redis persistence settings not readable: %s", exc)
         return
@@ -93,6 +95,13 @@ async def warn_if_volatile(client: Redis, settings: RedisSettings) -> None:
             "redis at %s keeps nothing on disk (appendonly no, save \"\"): a Redis restart "
             "loses every message in its queues; set appendonly yes (see docs/production.md)",
             safe_url(settings.url),
+        )
+    eviction = _text(policy.get("maxmemory-policy")) or ""
+    if eviction.startswith("allkeys"):
+        logger.warning(
+            "redis at %s has maxmemory-policy %s: when memory runs out it may evict a "
+            "queue's stream, every message in it; set noeviction (see docs/production.md)",
+            safe_url(settings.url), eviction,
         )
 
 
