@@ -1087,3 +1087,51 @@ def test_reconnect_waits_follow_relevos_backoff_from_reconnect_delay_up_to_its_c
     assert all(0.45 <= backoff.delay_s(1) <= 0.55 for _ in range(50))
     assert all(0.9 <= backoff.delay_s(2) <= 1.1 for _ in range(50))
     assert all(2.7 <= backoff.delay_s(20) <= 3.3 for _ in range(50))
+
+
+async def test_an_app_on_rabbitmq_waits_out_its_retry_policy_in_the_broker_then_dead_letters(
+    tmp_path: Path, janitor: QueueJanitor
+) -> None:
+    tasks, dead = unique("app-retry"), unique("app-retry-dead")
+    janitor.names |= {tasks, dead}
+    path = write_app(tmp_path, f"""\
+        - name: rabbit
+          kind: queue.driver.amqp
+          url: "{URL}"
+        - name: tasks
+          kind: queue.queue
+          driver: rabbit
+          queue_name: {tasks}
+          driver_options: {{amqp: {{durable: false}}}}
+          retry: {{initial_delay: 300ms, factor: 2, jitter: 0}}
+          dead_letter: {{queue: dead, max_attempts: 3}}
+        - name: dead
+          kind: queue.queue
+          driver: rabbit
+          queue_name: {dead}
+          driver_options: {{amqp: {{durable: false}}}}
+        - name: fn
+          kind: function.python
+          handler: "tests.integration.handlers:record"
+        - name: worker
+          kind: queue.consumer
+          queue: tasks
+          func: fn
+          lifecycle: {{auto_start: true}}
+        """)
+    handlers.reset()
+    async with relevo.load(path) as app:
+        published = time.time()
+        await app.publish("app:tasks", {"id": 1, "fail": True}, headers={"ratio": 0.1},
+                          delay=0.4)
+        assert (await app.info("app:tasks"))["delayed"] == 1
+        await wait_until(lambda: len(handlers.state.calls) == 3, 15, "three attempts")
+        await wait_until_async(lambda: _count_is(app, "app:dead", 1), what="the dead letter")
+        calls = handlers.state.calls
+        assert [c.attempts for c in calls] == [1, 2, 3]
+        assert calls[0].at >= published + 0.4, "the delayed publish came early"
+        assert calls[1].at - calls[0].at >= 0.3, "the first retry came early"
+        assert calls[2].at - calls[1].at >= 0.6, "the second retry came early"
+        assert calls[2].headers == {"ratio": 0.1}
+        info = await app.info("app:tasks")
+        assert (info["message_count"], info["delayed"]) == (0, 0)
