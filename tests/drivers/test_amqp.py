@@ -1005,6 +1005,20 @@ async def test_a_ladder_deleted_behind_the_drivers_back_is_declared_again_on_the
     assert time.time() >= due
 
 
+async def test_another_process_counts_the_delayed_messages_of_a_ladder_it_did_not_declare(
+    make_driver: Callable[..., Awaitable[AmqpDriver]],
+) -> None:
+    """Regression: the driver that found a ladder by probing counted its levels twice."""
+    publisher, watcher = await make_driver(), await make_driver()
+    queue = unique("delay-watched")
+    await publisher.declare(QueueSpec(queue, {"durable": False}))
+    await publisher.publish(queue, [envelope(i) for i in range(3)], time.time() + 30)
+    await publisher.publish(queue, [envelope(9)], time.time() + 3600)
+    stats = await watcher.info(queue)
+    assert (stats.message_count, stats.delayed) == (0, 4)
+    assert (await watcher.info(queue)).delayed == 4, "counted the same the second time"
+
+
 async def test_a_delay_of_hours_waits_in_the_high_levels_of_the_ladder(
     make_driver: Callable[..., Awaitable[AmqpDriver]],
 ) -> None:

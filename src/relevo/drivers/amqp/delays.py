@@ -183,13 +183,13 @@ class Ladders:
         in a 404 that closes the channel and that RabbitMQ logs as an error: hence at
         most once per `PROBE_EVERY_S` per queue.
         """
-        total = 0
         top = self._tops.get(queue, -1)
         now = time.monotonic()
         if top + 1 < LEVELS and now - self._probed.get(queue, -PROBE_EVERY_S) >= PROBE_EVERY_S:
             self._probed[queue] = now
-            total += await self._probe(queue, top + 1, await probe())
+            await self._probe(queue, top + 1, await probe())
             top = self._tops.get(queue, -1)
+        total = 0
         channel = await self._channel()
         for level in range(top, -1, -1):  # the way messages move: none slips past the count
             try:
@@ -200,17 +200,15 @@ class Ladders:
             total += ok.message_count or 0
         return total
 
-    async def _probe(self, queue: str, low: int, channel: aiormq.Channel) -> int:
-        total = 0
+    async def _probe(self, queue: str, low: int, channel: aiormq.Channel) -> None:
+        """Raise the known top of `queue`'s ladder to the highest level that exists."""
         try:
             for level in range(low, LEVELS):
                 try:
-                    ok = await channel.queue_declare(level_name(queue, level), passive=True)
+                    await channel.queue_declare(level_name(queue, level), passive=True)
                 except aiormq.exceptions.ChannelNotFoundEntity:
-                    return total
-                self._tops[queue] = level  # exists: count it from now on
-                total += ok.message_count or 0
-            return total
+                    return
+                self._tops[queue] = level
         finally:
             if not channel.is_closed:
                 with contextlib.suppress(*CONNECT_ERRORS):
