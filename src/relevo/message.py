@@ -98,10 +98,16 @@ log = logging.getLogger("relevo.consumer")
 _SETTLE_LOCK = threading.Lock()
 
 
-def settle_failure(delivery: Delivery, failure: Failure) -> Disposition:
+def settle_failure(
+    delivery: Delivery, failure: Failure, consumer: str = "", queue: str = ""
+) -> Disposition:
     """The end of every nack path: drop a reject, redeliver after the delay or at once."""
     if failure.reject:
-        log.error("rejected %s, dropped (no dead_letter): %s", delivery.id, failure.reason)
+        where = f"{consumer}: message {delivery.id} from {queue}" if consumer else (
+            f"message {delivery.id}")
+        log.error("%s rejected and dropped (no dead_letter): %s", where, failure.reason,
+                  extra={"queue": queue, "consumer": consumer, "message_id": delivery.id,
+                         "attempts": delivery.attempts})
         delivery.settler.settle(delivery, Outcome.ACK)
         return Disposition.REJECT
     if failure.delay_s:

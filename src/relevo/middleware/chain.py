@@ -82,7 +82,8 @@ class ConsumerChain:
         return call
 
     def _terminal(self, delivery: Delivery, failure: Failure) -> None:
-        disposition = settle_failure(delivery, failure)
+        scope = self.scope
+        disposition = settle_failure(delivery, failure, scope.consumer_id, scope.queue_id)
         if self._watchers:
             delay = failure.delay_s if disposition is Disposition.RETRY else None
             self._report(delivery, Settlement(disposition, failure.reason, delay))
