@@ -348,3 +348,20 @@ async def test_drivers_starting_together_create_one_schema_without_racing(
     versions = await (await raw.execute(f'SELECT version FROM "{schema}".schema_version'))\
         .fetchall()
     assert versions == [(SCHEMA_VERSION,)]
+
+
+async def test_acks_waiting_for_the_next_claim_are_sent_when_the_consumer_is_cancelled(
+    driver: PostgresDriver,
+) -> None:
+    """Acks travel with the next claim; a subscription cancelled before that claim kept
+    them unsent until it was closed, so the queue still counted handled messages."""
+    queue = await declared(driver)
+    await driver.publish(queue, [envelope(i) for i in range(3)])
+    sink = Collector()
+    sub = await driver.attach(queue, sink, 3, {})
+    await sink.wait_for(3)
+    for delivery in sink.deliveries:
+        delivery.ack()  # queued for the next claim...
+    await sub.cancel()  # ...which never comes if this runs first
+    await counts(driver, queue, message_count=0)
+    await sub.close()

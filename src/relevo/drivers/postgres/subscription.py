@@ -226,6 +226,7 @@ class PostgresSubscription:
         self._cancelled = True
         self.listener.unregister(self.queue, self._wake)
         await _stop(self._fetcher)
+        self._dirty.set()  # acks the fetch loop would have sent with its next claim
 
     async def close(self) -> None:
         """Stop fetching, flush settlements, give back the rest at once, leave."""
