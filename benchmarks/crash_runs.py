@@ -11,8 +11,9 @@ Each run publishes `--messages` at `--rate` per second to two `relevo run` worke
 - amqp: the local RabbitMQ's app is stopped and started once (`rabbitmqctl stop_app`,
   1 s, `start_app`). This drops every AMQP connection on the broker, other users' too.
 
-Prints one line per run: lost (must be 0), duplicates (handlings beyond the first) and
-the bound prefetch x consumers x crashes, and the `reclaimed` lines the workers logged.
+Prints one line per run: lost (must be 0), duplicates (handlings beyond the first; of
+them, copies a publish retry stored twice, each handled with attempts 1), the bound
+prefetch x consumers x crashes, and the entries the workers logged as reclaimed.
 Not part of `make bench`: it restarts a broker and takes about 30 s per run and broker.
 """
 
@@ -112,7 +113,8 @@ async def main(runs: int, brokers: list[str], messages: int, rate: float) -> int
                 ok = outcome.lost == 0 and outcome.duplicates <= outcome.bound
                 failed |= not ok
                 print(f"{broker} run {n}: lost {outcome.lost}, duplicates "
-                      f"{outcome.duplicates}, bound {outcome.bound}{extra}"
+                      f"{outcome.duplicates} (stored twice by a publish retry "
+                      f"{outcome.stored_twice}), bound {outcome.bound}{extra}"
                       f"{'' if ok else '  <-- FAILS'}", flush=True)
     return 1 if failed else 0
 

@@ -47,7 +47,8 @@ _out = open(os.environ["RELEVO_CRASH_LOG"], "a", buffering=1)
 
 
 async def main(body):
-    _out.write(relevo.message().id + "\\n")
+    message = relevo.message()
+    _out.write(f"{message.id} {message.attempts}\\n")
     await asyncio.sleep(0.002)
 """
 
@@ -155,12 +156,14 @@ class Outcome:
     handled: int  # distinct messages handled
     lost: int
     duplicates: int  # handlings beyond the first, over all messages
+    stored_twice: int  # of those: a copy a publish retry stored again (attempts 1 each time)
     bound: int  # prefetch x consumers x crashes: what at-least-once may repeat
     logs: list[Path]
 
     def __str__(self) -> str:
         return (f"published {self.published}, lost {self.lost}, duplicates "
-                f"{self.duplicates} (bound {self.bound})")
+                f"{self.duplicates} ({self.stored_twice} stored twice by a publish retry; "
+                f"bound {self.bound})")
 
 
 Crash = Callable[[], Awaitable[None]]
@@ -212,11 +215,15 @@ class Rig:
                 ))
         return processes
 
-    def handled(self) -> collections.Counter[str]:
-        counts: collections.Counter[str] = collections.Counter()
+    def handlings(self) -> dict[str, list[int]]:
+        """Message ID -> the attempts number of each time a handler had it."""
+        seen: dict[str, list[int]] = collections.defaultdict(list)
         for path in self.folder.glob("handled-*.txt"):
-            counts.update(path.read_text().split())
-        return counts
+            for line in path.read_text().splitlines():
+                message_id, _, attempts = line.partition(" ")
+                if attempts:  # a line cut by the process's end is not counted
+                    seen[message_id].append(int(attempts))
+        return seen
 
 
 def redis_driver_entry(url: str, prefix: str) -> str:
@@ -268,7 +275,7 @@ async def measure(
         await publishing
         deadline = time.monotonic() + timeout_s
         wanted = set(ids)
-        while not wanted <= rig.handled().keys() or not await _empty(driver, rig.queue):
+        while not wanted <= rig.handlings().keys() or not await _empty(driver, rig.queue):
             _check_alive(processes, rig)
             if time.monotonic() > deadline:
                 break
@@ -278,12 +285,13 @@ async def measure(
         await asyncio.sleep(2.5)
     finally:
         await asyncio.to_thread(_stop, processes)
-    counts = rig.handled()
+    seen = rig.handlings()
     return Outcome(
         published=messages,
-        handled=len(counts.keys() & set(ids)),
-        lost=sum(1 for i in ids if i not in counts),
-        duplicates=sum(n - 1 for n in counts.values()),
+        handled=len(seen.keys() & set(ids)),
+        lost=sum(1 for i in ids if i not in seen),
+        duplicates=sum(len(a) - 1 for a in seen.values()),
+        stored_twice=sum(len(a) - 1 for a in seen.values() if set(a) == {1}),
         bound=rig.prefetch * rig.consumers * len(crashes),
         logs=sorted(rig.folder.glob("worker-*.log")),
     )
