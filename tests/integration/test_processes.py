@@ -145,6 +145,13 @@ async def test_recycling_replaces_a_child_past_its_message_limit_and_loses_nothi
     await wait_until(lambda: run.count("recycled") >= 1, 10, "a child recycled")
     assert len({pid for pid, _ in seen_ids(seen)}) >= 2, "the replacement took over"
     assert "recycling after" in run.output
+    # the replacement was ready before the old child was told to stop
+    first, second = run.all_ready_pids()[:2]
+    lines = run.output.splitlines()
+    ready = next(i for i, line in enumerate(lines) if f"(pid {second}) ready" in line)
+    handover = next(i for i, line in enumerate(lines) if "takes over from" in line)
+    recycled = next(i for i, line in enumerate(lines) if f"(pid {first}) recycled" in line)
+    assert ready < handover < recycled, run.output
     run.process.send_signal(signal.SIGINT)
     assert await asyncio.to_thread(run.wait_exit, 20) == 0, run.output
 

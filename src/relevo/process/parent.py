@@ -219,6 +219,7 @@ class Parent:
         """Start the replacement; once it is ready, stop the old child gracefully."""
         new = await self._spawn(slot)
         if await new.wait_ready():
+            log.info("%s takes over from %s, which stops gracefully", new, old)
             old.request_stop()
             asyncio.get_running_loop().create_task(self._retire(old))
             return new, 0
