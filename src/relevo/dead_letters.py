@@ -145,4 +145,5 @@ def _fresh(envelope: Envelope) -> Envelope:
 def _refuse(report: RequeueReport, group: list[Envelope], reason: str) -> None:
     for envelope in group:
         report.refused[envelope.id] = reason
-    log.warning("not requeued: %d dead letters, because %s", len(group), reason)
+    log.warning("not requeued: %d dead letter%s, because %s",
+                len(group), "" if len(group) == 1 else "s", reason)
