@@ -24,7 +24,24 @@ _SHOWN_REASONS = 3
 
 
 def routes(board: Dashboard) -> list[Route]:
-    async def requeue(request: Request) -> Response:
+    actions = Actions(board)
+    return [
+        Route("/dead-letters/{queue_id}/requeue", actions.requeue, methods=["POST"],
+              name="requeue"),
+        Route("/queues/{queue_id}/purge", actions.purge, methods=["POST"], name="purge"),
+        Route("/consumers/{entry_id}/{verb:str}", actions.consumer, methods=["POST"],
+              name="consumer_action"),
+    ]
+
+
+class Actions:
+    """One handler per action; each passes `Guard.action` before it changes anything."""
+
+    def __init__(self, board: Dashboard) -> None:
+        self.board = board
+
+    async def requeue(self, request: Request) -> Response:
+        board = self.board
         form = await board.guard.action(request)
         queue_id = _queue_id(board, request)
         ids = [str(v) for v in form.getlist("id")]
@@ -45,7 +62,8 @@ def routes(board: Dashboard) -> list[Route]:
             )
         return _back(request, "dead_letters", queue_id, notice=notice, problem=problem)
 
-    async def purge(request: Request) -> Response:
+    async def purge(self, request: Request) -> Response:
+        board = self.board
         form = await board.guard.action(request)
         queue_id = _queue_id(board, request)
         back = "dead_letters" if form.get("back") == "dead_letters" else "queue"
@@ -58,7 +76,8 @@ def routes(board: Dashboard) -> list[Route]:
         plural = "" if removed == 1 else "s"
         return _back(request, back, queue_id, notice=f"purged {removed:,} message{plural}")
 
-    async def consumer(request: Request) -> Response:
+    async def consumer(self, request: Request) -> Response:
+        board = self.board
         await board.guard.action(request)
         entry_id = request.path_params["entry_id"]
         verb = request.path_params["verb"]
@@ -72,13 +91,6 @@ def routes(board: Dashboard) -> list[Route]:
         except RelevoError as exc:
             return _redirect(request, "consumers", problem=f"{verb} {entry_id} failed: {exc}")
         return _redirect(request, "consumers", notice=f"{entry_id}: {verb} done")
-
-    return [
-        Route("/dead-letters/{queue_id}/requeue", requeue, methods=["POST"], name="requeue"),
-        Route("/queues/{queue_id}/purge", purge, methods=["POST"], name="purge"),
-        Route("/consumers/{entry_id}/{verb:str}", consumer, methods=["POST"],
-              name="consumer_action"),
-    ]
 
 
 def _queue_id(board: Dashboard, request: Request) -> str:

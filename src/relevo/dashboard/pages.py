@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from relevo.dashboard.chart import chart, sparkline
-from relevo.dashboard.security import CSRF_FIELD, safe_next
+from relevo.dashboard.security import safe_next
 
 if TYPE_CHECKING:
     from relevo.dashboard.model import QueueRow
@@ -26,13 +26,34 @@ MAX_LIMIT = 500
 
 
 def routes(board: Dashboard) -> list[Route]:
-    async def overview(request: Request) -> Response:
+    pages = Pages(board)
+    return [
+        Route("/", pages.overview, name="overview"),
+        Route("/queues/{queue_id}", pages.queue, name="queue"),
+        Route("/dead-letters", pages.dead_letter_index, name="dead_letter_index"),
+        Route("/dead-letters/{queue_id}", pages.dead_letters, name="dead_letters"),
+        Route("/delayed", pages.delayed, name="delayed"),
+        Route("/consumers", pages.consumers, name="consumers"),
+        Route("/login", pages.login, methods=["GET", "POST"], name="login"),
+        Route("/api/queues", pages.api_queues, name="api_queues"),
+    ]
+
+
+class Pages:
+    """One handler per page; each reads what it shows through the dashboard's model."""
+
+    def __init__(self, board: Dashboard) -> None:
+        self.board = board
+
+    async def overview(self, request: Request) -> Response:
+        board = self.board
         queues = await board.model.queues()
         context = {"entries": board.model.entries(), "queues": queues,
                    "sparks": {q.id: sparkline(board.history.series(q.id)) for q in queues}}
         return _page(board, request, "overview.html", "overview", context)
 
-    async def queue(request: Request) -> Response:
+    async def queue(self, request: Request) -> Response:
+        board = self.board
         row = await _queue_row(board, request)
         limit, after = _paging(request)
         context: dict[str, Any] = {
@@ -49,28 +70,30 @@ def routes(board: Dashboard) -> list[Route]:
         context["ask_to_peek"] = ask
         return _page(board, request, "queue.html", "queue", context)
 
-    async def dead_letter_index(request: Request) -> Response:
-        rows = [q for q in await board.model.queues() if q.is_dead_letter_queue]
-        return _page(board, request, "dead_letter_index.html", "dead_letters", {"queues": rows})
+    async def dead_letter_index(self, request: Request) -> Response:
+        rows = [q for q in await self.board.model.queues() if q.is_dead_letter_queue]
+        return _page(self.board, request, "dead_letter_index.html", "dead_letters",
+                     {"queues": rows})
 
-    async def dead_letters(request: Request) -> Response:
-        row = await _queue_row(board, request)
+    async def dead_letters(self, request: Request) -> Response:
+        row = await _queue_row(self.board, request)
         limit, after = _paging(request)
         context: dict[str, Any] = {"queue": row}
         if not _partial(request):
-            context["messages"] = await _peek(board, row, limit, after)
+            context["messages"] = await _peek(self.board, row, limit, after)
             context.update(limit=limit, after=after, page_no=_page_no(request))
-        return _page(board, request, "dead_letters.html", "dead_letters", context)
+        return _page(self.board, request, "dead_letters.html", "dead_letters", context)
 
-    async def delayed(request: Request) -> Response:
-        rows = await board.model.queues()
-        return _page(board, request, "delayed.html", "delayed", {"queues": rows})
+    async def delayed(self, request: Request) -> Response:
+        rows = await self.board.model.queues()
+        return _page(self.board, request, "delayed.html", "delayed", {"queues": rows})
 
-    async def consumers(request: Request) -> Response:
-        return _page(board, request, "consumers.html", "consumers",
-                     {"consumers": board.model.consumers()})
+    async def consumers(self, request: Request) -> Response:
+        return _page(self.board, request, "consumers.html", "consumers",
+                     {"consumers": self.board.model.consumers()})
 
-    async def login(request: Request) -> Response:
+    async def login(self, request: Request) -> Response:
+        board = self.board
         target = safe_next(request.query_params.get("next"))
         if request.method == "POST":
             form = await board.guard.login_form(request)
@@ -84,24 +107,13 @@ def routes(board: Dashboard) -> list[Route]:
                                 failed=True)
         return board.render(request, "login.html", next=target, nav="login", failed=False)
 
-    async def api_queues(request: Request) -> Response:
-        rows = await board.model.queues()
+    async def api_queues(self, request: Request) -> Response:
+        rows = await self.board.model.queues()
         return JSONResponse([
             {"id": q.id, "error": q.error, **(q.stats.as_dict() if q.stats else {}),
              "next_due": q.stats.next_due if q.stats else None}
             for q in rows
         ])
-
-    return [
-        Route("/", overview, name="overview"),
-        Route("/queues/{queue_id}", queue, name="queue"),
-        Route("/dead-letters", dead_letter_index, name="dead_letter_index"),
-        Route("/dead-letters/{queue_id}", dead_letters, name="dead_letters"),
-        Route("/delayed", delayed, name="delayed"),
-        Route("/consumers", consumers, name="consumers"),
-        Route("/login", login, methods=["GET", "POST"], name="login"),
-        Route("/api/queues", api_queues, name="api_queues"),
-    ]
 
 
 def _page(board: Dashboard, request: Request, template: str, nav: str,
@@ -145,5 +157,3 @@ async def _peek(board: Dashboard, row: QueueRow, limit: int, after: str | None
         message["pretty"] = json.dumps(message["body"], indent=2, ensure_ascii=False, default=str)
     return messages
 
-
-__all__ = ["CSRF_FIELD", "routes"]

@@ -96,15 +96,8 @@ def create_app(
     guard = Guard(token if token is not None else os.environ.get(TOKEN_ENV), read_only)
     dashboard_ids = [e.id for e in app.registry.of_kind("queue.queue")]
     history = History(dashboard_ids, app.queue_stats, sample_s)
-    metrics = None
-    if rates is None:
-        rates = CountDeltaRates(history)
-        endpoint = metrics_url(app)
-        if endpoint is not None:  # the workers count published and handled: use that
-            from relevo.dashboard.metrics_rates import MetricsRates
-
-            rates = metrics = MetricsRates(endpoint, rates, sample_s)
-    board = Dashboard(app, guard, history, rates, metrics)
+    metrics = _metrics_rates(app, history, sample_s) if rates is None else None
+    board = Dashboard(app, guard, history, rates or metrics or CountDeltaRates(history), metrics)
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -135,6 +128,16 @@ def create_app(
         exception_handlers={HTTPException: http_error},
         lifespan=lifespan,
     )
+
+
+def _metrics_rates(app: App, history: History, sample_s: float) -> MetricsRates | None:
+    """Rates from the workers' metrics endpoint, when the application has one."""
+    endpoint = metrics_url(app)
+    if endpoint is None:
+        return None
+    from relevo.dashboard.metrics_rates import MetricsRates  # loads prometheus-client
+
+    return MetricsRates(endpoint, CountDeltaRates(history), sample_s)
 
 
 def metrics_url(app: App) -> str | None:
