@@ -479,7 +479,7 @@ class App:
             # one set of figures for the app's life: a reload keeps counting in them
             self._metrics, self._metrics_sources, endpoints = install(
                 self.registry, self._metrics, lambda: self.queues, lambda: self._drivers,
-                lambda: sorted(self.registry.entries), self._is_running,
+                lambda: sorted(self.registry.entries), self._is_running, self._in_flight,
                 serve=self.serve_metrics,
             )
             observing.append(self._metrics)
@@ -505,6 +505,11 @@ class App:
         """`metrics_counted()` plus the queues' counts, read from their drivers."""
         sources = self._metrics_sources
         return None if sources is None else dict(await sources.collect())
+
+    def _in_flight(self) -> dict[str, int]:
+        if self._supervisor is None:
+            return {}
+        return {c.entry_id: c.activity()[2] for c in self._consumers()}
 
     def _is_running(self, entry_id: str) -> bool:
         supervisor = self._supervisor

@@ -72,7 +72,7 @@ class Consumer:
         pool = WorkerPool(
             self.entry_id, self.queue.entry_id, handler,
             chain.handle if chain is not None else None,
-            chain.started if chain is not None else None,
+            chain.meter if chain is not None else None,
             self.queue.codec.decode, self.concurrency, self.auto_ack, self.runtime,
         )
         pool.start()

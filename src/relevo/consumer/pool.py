@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from types import CoroutineType
@@ -20,6 +21,7 @@ from relevo.context import Runtime, current_delivery, current_runtime
 from relevo.control import Reject, Retry
 from relevo.functions.base import Handler
 from relevo.message import Delivery
+from relevo.middleware.base import Meter
 
 WrappedHandler = Callable[[Delivery, Any], Any]
 """The handler inside the consumer's `handle` middlewares (composed once, awaitable)."""
@@ -72,7 +74,7 @@ class WorkerPool:
         queue_id: str,
         handler: Handler,
         wrapped: WrappedHandler | None,
-        started: Callable[[Delivery], None] | None,
+        meter: Meter | None,
         decode: Callable[[bytes], Any],
         concurrency: int,
         auto_ack: bool,
@@ -82,7 +84,7 @@ class WorkerPool:
         self.queue_id = queue_id
         self.handler = handler
         self.wrapped = wrapped  # None: no middleware wraps handling, call the handler bare
-        self.started = started  # None: no middleware observes a handler's start
+        self.meter = meter  # None: no middleware measures handler calls
         self.decode = decode
         self.concurrency = concurrency
         self.auto_ack = auto_ack
@@ -152,7 +154,8 @@ class WorkerPool:
         if self.runtime is not None:
             current_runtime.set(self.runtime)
         get, handler, decode, auto_ack = self.buffer.get, self.handler, self.decode, self.auto_ack
-        wrapped, started = self.wrapped, self.started
+        wrapped, meter, clock = self.wrapped, self.meter, time.perf_counter
+        started = 0.0
         set_delivery = current_delivery.set
         handled = 0
         while True:
@@ -170,8 +173,8 @@ class WorkerPool:
                 log_failure(self.label, self.queue_id, delivery, reason)
                 delivery.nack(reason)
                 continue
-            if started is not None:
-                started(delivery)
+            if meter is not None:
+                started = clock()
             try:
                 result = handler(payload) if wrapped is None else wrapped(delivery, payload)
                 if type(result) is CoroutineType:
@@ -199,6 +202,8 @@ class WorkerPool:
                     self.failed += 1
                     log_failure(self.label, self.queue_id, delivery, refusal)
                     delivery.nack(refusal)
+            if meter is not None:
+                meter.handled(delivery, started)
             handled += 1
             self.processed += 1
             if handled % _YIELD_EVERY == 0:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from bisect import bisect_left
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Protocol
 
 BUCKETS: tuple[float, ...] = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
@@ -29,6 +29,11 @@ OUTCOME_INDEX: dict[str, int] = {
 """A settlement's disposition value -> its slot in `outcomes`."""
 
 QUEUE_STATES: tuple[str, ...] = ("ready", "in_flight", "delayed")
+
+DUE_HEADER = "x_due"
+"""Epoch seconds at which a message published with metrics on became (or becomes) due."""
+
+# A dead letter's copy (`x_original_queue`) keeps the original's `x_due`: not observed.
 
 Snapshot = dict[str, Any]
 """{"published": {queue: n}, "wait": {queue: hist}, "consumers": {consumer: {...}},
@@ -53,26 +58,70 @@ class Histogram:
         return [*self.counts, self.total]
 
 
+class Acks(Protocol):
+    acked: int
+
+
 class ConsumerFigures:
-    """One consumer's settlements per outcome, handler times and deliveries in its handlers."""
+    """One consumer's settlements per outcome and handler times, and its queue's waits.
 
-    __slots__ = ("consumer_id", "outcomes", "processing", "queue_id", "running", "wait")
+    It is the consumer's `Meter`: its worker pool calls `handled` after every handler
+    call. Acks are counted by the consumer's middleware chain (`scope.acked`), failures
+    by the `settled` hook.
+    """
 
-    def __init__(self, consumer_id: str, queue_id: str, wait: Histogram) -> None:
+    __slots__ = ("_acks", "_acks_before", "clock", "consumer_id", "outcomes", "processing",
+                 "queue_id", "wait")
+
+    def __init__(self, consumer_id: str, queue_id: str, wait: Histogram, clock: Clock) -> None:
         self.consumer_id = consumer_id
         self.queue_id = queue_id
         self.wait = wait  # its queue's (shared by the queue's consumers)
-        self.outcomes = [0, 0, 0, 0]
+        self.clock = clock
+        self.outcomes = [0, 0, 0, 0]  # ack stays 0 here: see acked()
         self.processing = Histogram()
-        self.running: dict[Any, float] = {}  # delivery -> when its handler started
+        self._acks: Acks | None = None
+        self._acks_before = 0  # acks of the consumer's earlier runs
 
-    def in_flight(self) -> int:
-        """Deliveries in a handler; forgets those settled behind the hooks' back (a
-        stopping consumer gives abandoned deliveries back to the driver directly)."""
-        running = self.running
-        for delivery in [d for d in running if d.settled]:
-            del running[delivery]
-        return len(running)
+    def count_acks_of(self, scope: Acks) -> None:
+        """The consumer (re)started with a new scope: keep what the old one counted."""
+        if self._acks is not None:
+            self._acks_before += self._acks.acked
+        self._acks = scope
+
+    def acked(self) -> int:
+        return self._acks_before + (self._acks.acked if self._acks is not None else 0)
+
+    def handled(
+        self, delivery: Any, started: float,
+        _perf: Any = time.perf_counter, _bisect: Any = bisect_left, _bounds: Any = BUCKETS,
+    ) -> None:
+        # the hot path: the clock, two bisects and a few additions; defaults bind the
+        # functions as locals, which Python reads faster than globals
+        took = _perf() - started
+        processing = self.processing
+        processing.counts[_bisect(_bounds, took)] += 1
+        processing.total += took
+        if delivery.attempts == 1:
+            due = delivery.headers.get("x_due")
+            if due is not None and "x_original_queue" not in delivery.headers:
+                wait = started + self.clock.epoch_offset - due
+                if wait < 0.0:
+                    wait = 0.0
+                waits = self.wait
+                waits.counts[_bisect(_bounds, wait)] += 1
+                waits.total += wait
+
+
+class Clock:
+    """`perf_counter() + epoch_offset` is epoch time: the hot path reads one clock."""
+
+    def __init__(self) -> None:
+        self.epoch_offset = 0.0
+        self.sync()
+
+    def sync(self) -> None:
+        self.epoch_offset = time.time() - time.perf_counter()
 
 
 class Figures:
@@ -82,12 +131,7 @@ class Figures:
         self.published: dict[str, int] = {}
         self.waits: dict[str, Histogram] = {}
         self.consumers: dict[str, ConsumerFigures] = {}
-        self.epoch_offset = 0.0
-        self.sync_clock()
-
-    def sync_clock(self) -> None:
-        """`perf_counter() + epoch_offset` is epoch time (the hot path reads one clock)."""
-        self.epoch_offset = time.time() - time.perf_counter()
+        self.clock = Clock()
 
     def queue(self, queue_id: str) -> None:
         """Make the queue's series exist (at 0) before its first message."""
@@ -99,21 +143,23 @@ class Figures:
         found = self.consumers.get(consumer_id)
         if found is None:
             self.queue(queue_id)
-            found = ConsumerFigures(consumer_id, queue_id, self.waits[queue_id])
+            found = ConsumerFigures(consumer_id, queue_id, self.waits[queue_id], self.clock)
             self.consumers[consumer_id] = found
         return found
 
-    def snapshot(self) -> Snapshot:
-        self.sync_clock()
+    def snapshot(self, in_flight: dict[str, int] | None = None) -> Snapshot:
+        """Plain data; `in_flight` gives each consumer's deliveries in a handler now."""
+        self.clock.sync()
+        in_flight = in_flight or {}
         return {
             "published": dict(self.published),
             "wait": {q: h.as_list() for q, h in self.waits.items()},
             "consumers": {
                 c.consumer_id: {
                     "queue": c.queue_id,
-                    "outcomes": list(c.outcomes),
+                    "outcomes": [c.acked(), *c.outcomes[1:]],
                     "processing": c.processing.as_list(),
-                    "in_flight": c.in_flight(),
+                    "in_flight": in_flight.get(c.consumer_id, 0),
                 }
                 for c in self.consumers.values()
             },

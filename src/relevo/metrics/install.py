@@ -35,6 +35,7 @@ def install(
     drivers: Callable[[], Mapping[str, object]],
     entries: Callable[[], list[str]],
     running: Callable[[str], bool],
+    in_flight: Callable[[], dict[str, int]],
     *,
     serve: bool = True,
 ) -> tuple[MetricsMiddleware, AppSources, dict[str, PrometheusEndpoint | Idle]]:
@@ -51,7 +52,7 @@ def install(
         figures.consumer(entry.id, entry.settings.queue)
     kinds = registry.of_kind(KIND)
     cache_s = min(entry.settings.queue_cache for entry in kinds)
-    sources = AppSources(figures, queues, drivers, entries, running, cache_s)
+    sources = AppSources(figures, queues, drivers, entries, running, cache_s, in_flight)
     services: dict[str, PrometheusEndpoint | Idle] = {}
     for entry in kinds:
         settings: PrometheusSettings = entry.settings

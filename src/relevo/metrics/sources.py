@@ -32,6 +32,7 @@ class AppSources:
         entries: Callable[[], list[str]],
         running: Callable[[str], bool],
         cache_s: float,
+        in_flight: Callable[[], dict[str, int]] = dict,
     ) -> None:
         self.figures = figures
         self.queues = queues
@@ -39,6 +40,7 @@ class AppSources:
         self.entries = entries
         self.running = running
         self.cache_s = cache_s
+        self.in_flight = in_flight
         self._states: dict[str, dict[str, int]] = {}
         self._read_at = -1e18
         self._reading: asyncio.Task[dict[str, dict[str, int]]] | None = None
@@ -50,7 +52,7 @@ class AppSources:
 
     def counted(self) -> Snapshot:
         """Everything but the queue counts (which need the drivers): no waiting."""
-        snap = self.figures.snapshot()
+        snap = self.figures.snapshot(self.in_flight())
         snap["reconnects"] = {d: int(getattr(drv, "reconnects", 0)) for d, drv in
                               self.drivers().items()}
         snap["up"] = {entry: int(self.running(entry)) for entry in self.entries()}

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from relevo.message import Delivery, Disposition, Envelope, Failure
 
@@ -32,14 +32,22 @@ class Settlement:
     delay_s: float | None = None  # RETRY only: how long the message waits
 
 
+class Meter(Protocol):
+    """Told of every handler call of one consumer by its worker pool (on the loop)."""
+
+    def handled(self, delivery: Delivery, started: float) -> None:
+        """The handler returned or raised; `started` is `time.perf_counter()` before it."""
+
+
 class ConsumerScope:
     """What the hooks of one running consumer see of it."""
 
-    __slots__ = ("consumer_id", "queue_id", "report")
+    __slots__ = ("acked", "consumer_id", "queue_id", "report")
 
     def __init__(self, consumer_id: str, queue_id: str) -> None:
         self.consumer_id = consumer_id
         self.queue_id = queue_id
+        self.acked = 0  # deliveries acked, kept when a middleware sets `settled_acks` False
         # Tells every `settled` hook; set by the chain. A nack hook that takes a delivery
         # over (as dead-lettering does) calls it once the delivery is settled.
         self.report: Callable[[Delivery, Settlement], None] = _ignore
@@ -54,6 +62,10 @@ def _ignore(delivery: Delivery, settlement: Settlement) -> None:
 
 class Middleware:
     """Base class of every middleware. Override only the hooks you need."""
+
+    settled_acks = True
+    """False: `settled` hears of failures only, and the chain counts acks in
+    `scope.acked` instead (an ack then costs no hook call)."""
 
     async def publish(
         self, queue_id: str, envelopes: Sequence[Envelope], due: float | None,
@@ -79,13 +91,11 @@ class Middleware:
         """
         return await call_next(delivery, payload)
 
-    def started(self, scope: ConsumerScope, delivery: Delivery) -> None:
-        """A handler is about to run on `delivery` (its body decoded), on the loop thread.
-
-        For observing without wrapping the call: a start time, a wait. Cheaper than
-        `handle` by a coroutine frame or two per message; the handler's end is the
-        `settled` hook. An `auto_ack` delivery is settled before this runs.
-        """
+    def meter(self, scope: ConsumerScope) -> Meter | None:
+        """A consumer starts: return the object its worker pool tells of every handler
+        call, or None. Cheaper than `handle` (no coroutine, no hook frames): the pool calls
+        `meter.handled(delivery, started)` once per call, after it settled the delivery."""
+        return None
 
     def nack(
         self, scope: ConsumerScope, delivery: Delivery, failure: Failure, call_next: NackNext

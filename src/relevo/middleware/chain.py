@@ -16,6 +16,7 @@ from relevo.message import Delivery, Disposition, Failure, Outcome, settle_failu
 from relevo.middleware.base import (
     ConsumerScope,
     HandleNext,
+    Meter,
     Middleware,
     NackNext,
     PublishNext,
@@ -24,6 +25,7 @@ from relevo.middleware.base import (
 )
 
 _ACKED = Settlement(Disposition.ACK)
+_ACK = Outcome.ACK
 
 
 def compose_publish(
@@ -49,12 +51,14 @@ class ConsumerChain:
     ) -> None:
         self.scope = scope
         self.middlewares = list(middlewares)
-        self._watchers = [m.settled for m in middlewares if overrides(m, "settled")]
-        self.observes_ack = bool(self._watchers)
+        watching = [m for m in middlewares if overrides(m, "settled")]
+        self._watchers = [m.settled for m in watching]
+        self._ack_watchers = [m.settled for m in watching if m.settled_acks]
+        self.observes_ack = bool(watching)  # an ack reaches `ack()` below, not the driver
         scope.report = self._report if self._watchers else _ignore
         self.fail_next = self._compose_nack()
         self.handle = self._compose_handle(handler)
-        self.started = self._compose_started()
+        self.meter = self._compose_meter()
 
     @staticmethod
     def build(
@@ -66,8 +70,11 @@ class ConsumerChain:
     # -- SettleHooks ------------------------------------------------------------------
 
     def ack(self, delivery: Delivery) -> None:
-        delivery.settler.settle(delivery, Outcome.ACK)
-        self._report(delivery, _ACKED)
+        delivery.settler.settle(delivery, _ACK)
+        self.scope.acked += 1
+        if self._ack_watchers:
+            for watcher in self._ack_watchers:
+                watcher(self.scope, delivery, _ACKED)
 
     def fail(self, delivery: Delivery, failure: Failure) -> None:
         self.fail_next(delivery, failure)
@@ -104,22 +111,12 @@ class ConsumerChain:
             call = functools.partial(middleware.handle, self.scope, call_next=call)
         return call
 
-    def _compose_started(self) -> Callable[[Delivery], None] | None:
-        """One call for every `started` hook, or None when no middleware has one."""
-        hooks = [
-            functools.partial(m.started, self.scope)
-            for m in self.middlewares if overrides(m, "started")
-        ]
-        if not hooks:
-            return None
-        if len(hooks) == 1:
-            return hooks[0]
-
-        def every(delivery: Delivery) -> None:
-            for hook in hooks:
-                hook(delivery)
-
-        return every
+    def _compose_meter(self) -> Meter | None:
+        """The pool's one meter: a middleware's, every middleware's, or None."""
+        meters = [m for m in (w.meter(self.scope) for w in self.middlewares) if m is not None]
+        if len(meters) <= 1:
+            return meters[0] if meters else None
+        return _Meters(meters)
 
     def _report(self, delivery: Delivery, settlement: Settlement) -> None:
         for watcher in self._watchers:
@@ -137,3 +134,12 @@ class ConsumerChain:
 
 def _ignore(delivery: Delivery, settlement: Settlement) -> None:
     return None
+
+
+class _Meters:
+    def __init__(self, meters: list[Meter]) -> None:
+        self.meters = meters
+
+    def handled(self, delivery: Delivery, started: float) -> None:
+        for meter in self.meters:
+            meter.handled(delivery, started)
