@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -13,8 +14,9 @@ from redis.asyncio import Redis
 from relevo.drivers.base import QueueSpec
 from relevo.drivers.redis.driver import RedisDriver
 from tests.conftest import require_service
+from tests.crashes import PrivateRedis
 from tests.drivers.conformance import Collector, envelope
-from tests.drivers.test_redis import REDIS_URL, delete_keys, settings
+from tests.drivers.test_redis import REDIS_URL, delete_keys, private_redis, settings  # noqa: F401
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.broker
@@ -103,3 +105,32 @@ async def test_a_delayed_nack_keeps_the_body_byte_for_byte_and_the_headers_typed
     assert again.headers == {"count": 3, "f": 0.5, "flag": True, "text": "é"}
     again.ack()
     await sub.close()
+
+
+@pytest.mark.slow
+async def test_the_mover_starts_again_after_redis_crashes_and_loses_no_delayed_message(
+    private_redis: PrivateRedis,  # noqa: F811 - the fixture
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Delayed messages survive a Redis crash (AOF), and the mover picks up again with the
+    reconnect backoff instead of dying with its connection."""
+    caplog.set_level(logging.WARNING, logger="relevo.drivers.redis")
+    driver = RedisDriver(settings(url=private_redis.url, publish_timeout=10.0))
+    await driver.start()
+    try:
+        await driver.declare(QueueSpec("jobs", {}))
+        sent = [envelope(i) for i in range(20)]
+        due = time.time() + 1.0
+        await driver.publish("jobs", sent, due)
+        private_redis.kill()
+        await wait_until(lambda: any("mover of delayed messages failed" in r.getMessage()
+                                     for r in caplog.records), 5, "the mover's warning")
+        await asyncio.to_thread(private_redis.start)
+        sink = Collector(auto="ack")
+        sub = await driver.attach("jobs", sink, 50, {})
+        await sink.wait_for(20, timeout_s=15)
+        assert sorted(sink.ids) == sorted(e.id for e in sent)
+        assert min(sink.arrived) >= due - 0.002
+        await sub.close()
+    finally:
+        await driver.stop()
