@@ -1,10 +1,10 @@
 """Retries with backoff, handler control (Retry, Reject, nack with a delay) and delayed
-publishing, on the memory driver under a manual clock: time moves only when a test says."""
+publishing, on `in_memory` applications: time moves only when a test advances `app.clock`,
+and `app.join()` waits until what is due has been handled."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,9 +15,8 @@ import pytest
 import relevo
 from relevo import clock
 from relevo.errors import PublishError
-from relevo.testing.clock import ManualClock, manual_clock
+from relevo.testing import in_memory
 from tests.appfiles import write_app
-from tests.waiting import queue_holds, wait_until, wait_until_async
 
 HERE = "tests.integration.test_retries"
 
@@ -82,96 +81,90 @@ def app_yaml(tmp_path: Path, queue: str = "", handler: str = "steered") -> Path:
 
 
 @pytest.fixture(autouse=True)
-def manual() -> Any:
+def fresh_seen() -> None:
     global seen
     seen = Seen()
-    with manual_clock() as manual:
-        yield manual
 
 
-@pytest.fixture
-async def policy_app(tmp_path: Path) -> AsyncIterator[relevo.App]:
-    queue = ("  retry: {initial_delay: 10s, factor: 2, max_delay: 15s, jitter: 0}\n"
-             "  dead_letter: {queue: dead, max_attempts: 4}\n")
-    async with relevo.load(app_yaml(tmp_path, queue)) as app:
-        yield app
-
-
-async def delayed_count(app: relevo.App, count: int) -> None:
-    async def check() -> bool:
-        return (await app.info("app:tasks"))["delayed"] == count
-
-    await wait_until_async(check, what=f"{count} delayed")
+async def delayed(app: relevo.App) -> int:
+    return (await app.info("app:tasks"))["delayed"]
 
 
 async def test_failed_deliveries_wait_longer_each_time_up_to_max_delay_then_dead_letter(
-    policy_app: relevo.App, manual: ManualClock
+    tmp_path: Path,
 ) -> None:
-    app = policy_app
-    await app.publish("app:tasks", {"do": "fail"})
-    await wait_until(lambda: len(seen.calls) == 1, what="first attempt")
-    await delayed_count(app, 1)
-    info = await app.info("app:tasks")
-    assert (info["message_count"], info["delayed"]) == (0, 1)
-    for waited in (10.0, 15.0, 15.0):  # 10 * 2**(n-1), capped at 15
-        attempts = len(seen.calls)
-        manual.advance(waited - 0.01)
-        assert (await app.info("app:tasks"))["delayed"] == 1, "delivered early"
-        manual.advance(0.02)
-        await wait_until(lambda a=attempts: len(seen.calls) == a + 1, what="next attempt")
-    await queue_holds(app, "app:dead", 1)
+    queue = ("  retry: {initial_delay: 10s, factor: 2, max_delay: 15s, jitter: 0}\n"
+             "  dead_letter: {queue: dead, max_attempts: 4}\n")
+    async with in_memory(app_yaml(tmp_path, queue)) as app:
+        await app.publish("app:tasks", {"do": "fail"})
+        await app.join()
+        info = await app.info("app:tasks")
+        assert (len(seen.calls), info["message_count"], info["delayed"]) == (1, 0, 1)
+        for waited in (10.0, 15.0, 15.0):  # 10 * 2**(n-1), capped at 15
+            attempts = len(seen.calls)
+            app.clock.advance(waited - 0.01)
+            await app.join()
+            assert (len(seen.calls), await delayed(app)) == (attempts, 1), "delivered early"
+            app.clock.advance(0.02)
+            await app.join()
+            assert len(seen.calls) == attempts + 1
+        assert (await app.info("app:dead"))["ready"] == 1
     assert [attempt for _, attempt, _ in seen.calls] == [1, 2, 3, 4]
     gaps = [b[2] - a[2] for a, b in zip(seen.calls, seen.calls[1:], strict=False)]
     assert gaps == pytest.approx([10.0, 15.0, 15.0], abs=0.02)
 
 
 async def test_retry_waits_as_the_handler_says_and_logs_at_info(
-    tmp_path: Path, manual: ManualClock, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="relevo")
     queue = "  retry: {initial_delay: 1s, jitter: 0}\n"
-    async with relevo.load(app_yaml(tmp_path, queue)) as app:
+    async with in_memory(app_yaml(tmp_path, queue)) as app:
         await app.publish("app:tasks", {"do": "retry", "after": "30s", "until": 2})
-        await wait_until(lambda: len(seen.calls) == 1, what="first attempt")
-        await delayed_count(app, 1)
-        manual.advance(29.9)
-        assert (await app.info("app:tasks"))["delayed"] == 1
-        manual.advance(0.2)
-        await wait_until(lambda: len(seen.calls) == 2, what="the retry")
-        await queue_holds(app, "app:tasks", 0)
+        await app.join()
+        assert (len(seen.calls), await delayed(app)) == (1, 1)
+        app.clock.advance(29.9)
+        await app.join()
+        assert (len(seen.calls), await delayed(app)) == (1, 1)
+        app.clock.advance(0.2)
+        await app.join()
+        assert len(seen.calls) == 2
+        assert (await app.info("app:tasks"))["message_count"] == 0
     records = [r for r in caplog.records if "retried in 30s" in r.getMessage()]
     assert [r.levelno for r in records] == [logging.INFO]
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
-async def test_nack_with_a_delay_is_a_retry(tmp_path: Path, manual: ManualClock) -> None:
-    async with relevo.load(app_yaml(tmp_path)) as app:
+async def test_nack_with_a_delay_is_a_retry(tmp_path: Path) -> None:
+    async with in_memory(app_yaml(tmp_path)) as app:
         await app.publish("app:tasks", {"do": "nack", "after": 5, "until": 2})
-        await delayed_count(app, 1)
-        manual.advance(5.01)
-        await wait_until(lambda: len(seen.calls) == 2, what="the retry")
+        await app.join()
+        assert await delayed(app) == 1
+        app.clock.advance(5.01)
+        await app.join()
+        assert len(seen.calls) == 2
     assert seen.calls[1][2] - seen.calls[0][2] == pytest.approx(5.0, abs=0.02)
 
 
-async def test_a_returned_retry_waits_like_a_raised_one(
-    tmp_path: Path, manual: ManualClock
-) -> None:
-    async with relevo.load(app_yaml(tmp_path)) as app:
+async def test_a_returned_retry_waits_like_a_raised_one(tmp_path: Path) -> None:
+    async with in_memory(app_yaml(tmp_path)) as app:
         await app.publish("app:tasks", {"do": "return_retry", "after": 7, "until": 2})
-        await delayed_count(app, 1)
-        manual.advance(6.9)
-        assert (await app.info("app:tasks"))["delayed"] == 1
-        manual.advance(0.2)
-        await wait_until(lambda: len(seen.calls) == 2, what="the retry")
+        await app.join()
+        app.clock.advance(6.9)
+        await app.join()
+        assert (len(seen.calls), await delayed(app)) == (1, 1)
+        app.clock.advance(0.2)
+        await app.join()
+        assert len(seen.calls) == 2
 
 
 async def test_reject_dead_letters_at_once_with_its_reason(tmp_path: Path) -> None:
     queue = "  dead_letter: {queue: dead, max_attempts: 5}\n  retry: {}\n"
-    async with relevo.load(app_yaml(tmp_path, queue)) as app:
+    async with in_memory(app_yaml(tmp_path, queue)) as app:
         message_id = await app.publish("app:tasks", {"do": "reject"})
-        await queue_holds(app, "app:dead", 1)
+        await app.join()
         dead = await app.peek("app:dead", 1)
-        assert (await app.info("app:tasks"))["delayed"] == 0
+        assert await delayed(app) == 0
     assert len(seen.calls) == 1
     assert dead[0]["id"] == message_id
     assert dead[0]["headers"]["x_dead_letter_reason"] == "bad input"
@@ -180,32 +173,31 @@ async def test_reject_dead_letters_at_once_with_its_reason(tmp_path: Path) -> No
 async def test_reject_without_dead_letter_drops_it_and_logs_an_error_with_id_and_reason(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with relevo.load(app_yaml(tmp_path, "  retry: {}\n")) as app:
+    async with in_memory(app_yaml(tmp_path, "  retry: {}\n")) as app:
         message_id = await app.publish("app:tasks", {"do": "reject"})
-        await queue_holds(app, "app:tasks", 0)
-        assert (await app.info("app:tasks"))["delayed"] == 0
+        await app.join()
+        assert (await app.info("app:tasks"))["message_count"] == await delayed(app) == 0
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 1
     assert message_id in errors[0]
     assert "bad input" in errors[0]
 
 
-async def test_a_delayed_publish_waits_and_counts_as_delayed(
-    tmp_path: Path, manual: ManualClock
-) -> None:
-    async with relevo.load(app_yaml(tmp_path)) as app:
+async def test_a_delayed_publish_waits_and_counts_as_delayed(tmp_path: Path) -> None:
+    async with in_memory(app_yaml(tmp_path)) as app:
         await app.publish("app:tasks", {"n": 1}, delay="1m")
-        later = datetime.fromtimestamp(manual.time(), UTC) + timedelta(seconds=90)
+        later = datetime.fromtimestamp(app.clock.time(), UTC) + timedelta(seconds=90)
         await app.publish_batch("app:tasks", [{"n": 2}, {"n": 3}], at=later)
-        await app.publish("app:tasks", {"n": 4}, at=manual.time() - 5)  # past: now
-        await wait_until(lambda: len(seen.calls) == 1, what="the one due now")
+        await app.publish("app:tasks", {"n": 4}, at=app.clock.time() - 5)  # past: now
+        await app.join()
         info = await app.info("app:tasks")
-        assert (info["delayed"], info["message_count"]) == (3, 0)
-        manual.advance(60)
-        await wait_until(lambda: len(seen.calls) == 2, what="the 1m one")
-        manual.advance(30.01)  # a datetime holds microseconds: `later` may round up
-        await wait_until(lambda: len(seen.calls) == 4, what="the batch")
-        await queue_holds(app, "app:tasks", 0)
+        assert (len(seen.calls), info["delayed"], info["message_count"]) == (1, 3, 0)
+        app.clock.advance(60)
+        await app.join()
+        assert len(seen.calls) == 2
+        app.clock.advance(30.01)  # a datetime holds microseconds: `later` may round up
+        await app.join()
+        assert (len(seen.calls), await delayed(app)) == (4, 0)
     assert [body["n"] for body, _, _ in seen.calls] == [4, 1, 2, 3]
 
 
@@ -218,7 +210,7 @@ async def test_a_delayed_publish_waits_and_counts_as_delayed(
 async def test_bad_delays_are_publish_errors(
     tmp_path: Path, keywords: dict[str, Any], complaint: str
 ) -> None:
-    async with relevo.load(app_yaml(tmp_path)) as app:
+    async with in_memory(app_yaml(tmp_path)) as app:
         with pytest.raises(PublishError, match=complaint):
             await app.publish("app:tasks", {}, **keywords)
         with pytest.raises(PublishError, match=complaint):
@@ -226,12 +218,13 @@ async def test_bad_delays_are_publish_errors(
         assert (await app.info("app:tasks"))["delayed"] == 0
 
 
-async def test_a_sync_handler_publishes_with_a_delay(tmp_path: Path, manual: ManualClock) -> None:
-    async with relevo.load(app_yaml(tmp_path, handler="sync_forward")) as app:
+async def test_a_sync_handler_publishes_with_a_delay(tmp_path: Path) -> None:
+    async with in_memory(app_yaml(tmp_path, handler="sync_forward")) as app:
         await app.publish("app:tasks", {"do": "forward", "after": "10s"})
-        await delayed_count(app, 1)
-        manual.advance(10.01)
-        await queue_holds(app, "app:tasks", 0)
-        assert (await app.info("app:tasks"))["delayed"] == 0
+        await app.join()
+        assert await delayed(app) == 1
+        app.clock.advance(10.01)
+        await app.join()
+        assert (await app.info("app:tasks"))["message_count"] == await delayed(app) == 0
     with pytest.raises(PublishError, match="negative"):
         relevo.publish_sync("app:tasks", {}, delay=-1)

@@ -9,10 +9,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-
-from relevo import clock
+from collections.abc import Callable
 
 
 class ManualTimer:
@@ -52,14 +49,3 @@ class ManualClock:
             if not timer.cancelled:
                 callback()
         self.now = target
-
-
-@contextmanager
-def manual_clock() -> Iterator[ManualClock]:
-    """Use a ManualClock for everything built inside the block."""
-    manual = ManualClock()
-    previous = clock.use(manual)
-    try:
-        yield manual
-    finally:
-        clock.use(previous)
