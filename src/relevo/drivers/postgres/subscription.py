@@ -134,7 +134,10 @@ class PostgresSubscription:
         return rows, sleep_s
 
     def _held(self) -> list[int]:
-        return list(self.credit.unsettled)  # type: ignore[arg-type]  # tags are row seqs
+        """Rows whose lease the keeper extends: with handlers, or settled and not yet
+        written (an outage holds settlements back; their rows must not go to others)."""
+        held: list[int] = list(self.credit.unsettled)  # type: ignore[arg-type]  # row seqs
+        return held + self._acks + [seq for seq, _ in self._nacks] + self._releases
 
     def _deliver(self, rows: Sequence[Any]) -> None:
         credit, sink = self.credit, self.sink
