@@ -44,8 +44,8 @@ async def test_a_published_message_reaches_its_handler_and_is_acked(tmp_path: Pa
         message_id = await app.publish(
             "app:tasks", {"id": "task-123"}, headers={"correlation_id": "c-1", "n": 2, "f": 0.5,
                                                        "b": True})
-        await wait_until(lambda: len(handlers.state.calls) == 1)
-        await queue_holds(app, "app:tasks", 0)
+        await app.join()
+        assert len(handlers.state.calls) == 1
     call = handlers.state.calls[0]
     assert (call.body, call.id, call.attempts) == ({"id": "task-123"}, message_id, 1)
     assert call.headers == {"correlation_id": "c-1", "n": 2, "f": 0.5, "b": True}
@@ -67,11 +67,12 @@ async def test_a_failing_message_is_retried_then_dead_lettered_with_its_story(
 """
     async with relevo.load(app_yaml(tmp_path, "record", queue=queue, extra=reader)) as app:
         message_id = await app.publish("app:tasks", {"id": 7, "fail": True}, headers={"k": "v"})
-        await wait_until(lambda: (len(handlers.state.calls) == 3), what="three attempts")
-        await queue_holds(app, "app:tasks", 0)
+        await app.join()
+        assert len(handlers.state.calls) == 3
         assert (await app.info("app:dead"))["message_count"] == 1
         await app.start("app:dead_reader")
-        await wait_until(lambda: len(handlers.state.calls) == 4, what="dead letter read")
+        await app.join("app:dead")
+        assert len(handlers.state.calls) == 4
     attempts = [c.attempts for c in handlers.state.calls[:3]]
     assert attempts == [1, 2, 3]
     dead = handlers.state.calls[3]
@@ -90,8 +91,8 @@ async def test_returning_false_or_an_exception_nacks(tmp_path: Path, handler: st
     queue = "  dead_letter: {queue: dead, max_attempts: 2}\n"
     async with relevo.load(app_yaml(tmp_path, handler, queue=queue)) as app:
         await app.publish("app:tasks", {"x": 1})
-        await wait_until(lambda: len(handlers.state.calls) == 2)
-        await queue_holds(app, "app:tasks", 0)
+        await app.join()
+        assert len(handlers.state.calls) == 2
         dead = await app.info("app:dead")
     assert [c.attempts for c in handlers.state.calls] == [1, 2]
     assert dead["message_count"] == 1
@@ -104,8 +105,8 @@ async def test_an_undecodable_body_is_nacked_and_dead_lettered_not_dropped(
     async with relevo.load(app_yaml(tmp_path, "record", queue=queue)) as app:
         await app.publish("app:tasks", b"{not json")  # bytes pass through the json codec
         await app.publish("app:tasks", {"fine": True})
-        await wait_until(lambda: len(handlers.state.calls) == 1)
-        await queue_holds(app, "app:tasks", 0)
+        await app.join()
+        assert len(handlers.state.calls) == 1
         assert (await app.info("app:dead"))["message_count"] == 1
     assert handlers.state.calls[0].body == {"fine": True}
 
@@ -115,8 +116,8 @@ async def test_a_handler_settles_once_and_the_runtime_does_not_settle_again(
 ) -> None:
     async with relevo.load(app_yaml(tmp_path, "settles_itself")) as app:
         await app.publish("app:tasks", {})
-        await wait_until(lambda: len(handlers.state.results) == 1)
-        await queue_holds(app, "app:tasks", 0)
+        await app.join()
+        assert len(handlers.state.results) == 1
     assert handlers.state.results == [(True, False, False)]
     assert len(handlers.state.calls) == 1
 
@@ -126,8 +127,8 @@ async def test_sync_handlers_run_in_threads_with_message_and_publish_sync(
 ) -> None:
     async with relevo.load(app_yaml(tmp_path, "sync_record")) as app:
         await app.publish("app:tasks", {"forward": "app:dead"}, headers={"k": "v"})
-        await wait_until(lambda: len(handlers.state.results) == 2)
-        await queue_holds(app, "app:tasks", 0)
+        await app.join()
+        assert len(handlers.state.results) == 2
         assert (await app.info("app:dead"))["message_count"] == 1
     call = handlers.state.calls[0]
     assert call.thread != threading.main_thread().name
@@ -147,8 +148,8 @@ async def test_auto_ack_settles_before_the_handler_so_failures_are_not_retried(
 ) -> None:
     async with relevo.load(app_yaml(tmp_path, "record", consumer="  auto_ack: true\n")) as app:
         await app.publish("app:tasks", {"fail": True})
-        await wait_until(lambda: len(handlers.state.calls) == 1)
-        await queue_holds(app, "app:tasks", 0)
+        await app.join()
+        assert len(handlers.state.calls) == 1
     assert len(handlers.state.calls) == 1
 
 
