@@ -6,6 +6,7 @@ from typing import Any
 
 import annotated_types
 from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 
 _ENTRY_HEAD = {"name", "kind", "meta", "lifecycle"}  # accepted beside every kind's own fields
@@ -19,8 +20,8 @@ def explain(error: ErrorDetails, model: type[BaseModel]) -> str:
         return "is required"
     if kind == "extra_forbidden":
         parent = _model_at(model, loc[:-1])
-        fields = set(parent.model_fields) | _ENTRY_HEAD if parent is model else set()
-        fields |= set(parent.model_fields) if parent else set()
+        fields = _names(parent) | _ENTRY_HEAD if parent is model else set()
+        fields |= _names(parent) if parent else set()
         allowed = f"; allowed: {', '.join(sorted(fields))}" if fields else ""
         return f"unknown field{allowed}"
     if kind in {"greater_than_equal", "less_than_equal", "greater_than", "less_than"}:
@@ -40,12 +41,28 @@ def explain(error: ErrorDetails, model: type[BaseModel]) -> str:
     return message if f"got {given}" in message else f"{message} (got {given})"
 
 
+def _names(model: type[BaseModel]) -> set[str]:
+    """Field names as a config file writes them (a field's alias, where it has one)."""
+    return {field.alias or name for name, field in model.model_fields.items()}
+
+
+def _field(model: type[BaseModel], part: Any) -> FieldInfo | None:
+    """The field a config key names, by name or by alias."""
+    if not isinstance(part, str):
+        return None
+    found = model.model_fields.get(part)
+    if found is None:
+        found = next((f for f in model.model_fields.values() if f.alias == part), None)
+    return found
+
+
 def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
     current: type[BaseModel] | None = model
     for part in loc:
-        if current is None or not isinstance(part, str) or part not in current.model_fields:
+        field = _field(current, part) if current is not None else None
+        if field is None:
             return None
-        annotation = current.model_fields[part].annotation
+        annotation = field.annotation
         candidates = getattr(annotation, "__args__", (annotation,))
         current = next(
             (c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None
@@ -55,11 +72,12 @@ def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] |
 
 def _bounds(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[Any, Any] | None:
     parent = _model_at(model, loc[:-1])
-    if parent is None or not isinstance(loc[-1], str) or loc[-1] not in parent.model_fields:
+    field = _field(parent, loc[-1]) if parent is not None else None
+    if field is None:
         return None
     low: Any = None
     high: Any = None
-    for item in parent.model_fields[loc[-1]].metadata:
+    for item in field.metadata:
         if isinstance(item, annotated_types.Ge | annotated_types.Gt):
             low = getattr(item, "ge", getattr(item, "gt", None))
         if isinstance(item, annotated_types.Le | annotated_types.Lt):

@@ -106,6 +106,17 @@ def test_unknown_fields_are_errors_that_list_the_allowed_ones(tmp_path: Path) ->
     assert "publish_timeout" in issue.message
 
 
+def test_the_allowed_fields_are_named_as_a_config_file_writes_them(tmp_path: Path) -> None:
+    """The postgres driver's `schema` field (held as `schema_name` in its model) was
+    listed as `schema_name` among the allowed fields, a name no config file accepts."""
+    issue = only_issue(write_app(
+        tmp_path, "- name: db\n  kind: queue.driver.postgres\n  schemas: app\n"
+    ))
+    allowed = issue.message.split("allowed: ")[1].split(", ")
+    assert "schema" in allowed
+    assert "schema_name" not in allowed
+
+
 def test_driver_options_are_checked_against_the_queues_driver(tmp_path: Path) -> None:
     queue = QUEUE + "  driver_options:\n    memory: {max_length: 0}\n    kafka: {}\n"
     issues = issues_of(write_app(tmp_path, MEMORY_DRIVER + queue))
