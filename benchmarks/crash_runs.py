@@ -27,14 +27,13 @@ import tempfile
 import uuid
 from pathlib import Path
 
-import aiormq
 from tests.crashes import (
-    AMQP_URL,
     Outcome,
     PrivateRedis,
     Rig,
     amqp_driver_entry,
     amqp_publisher,
+    delete_amqp_queue,
     measure,
     rabbitmqctl_available,
     redis_driver_entry,
@@ -76,17 +75,8 @@ async def amqp_run(folder: Path, messages: int, rate: float) -> Outcome:
             crashes=[(FIRST_CRASH_S, lambda: restart_rabbitmq(DOWN_S))],
         )
     finally:
-        await _delete(queue)
+        await delete_amqp_queue(queue)
         await publisher.stop()
-
-
-async def _delete(queue: str) -> None:
-    connection = await aiormq.connect(AMQP_URL)
-    try:
-        channel = await connection.channel()
-        await channel.queue_delete(queue)
-    finally:
-        await connection.close()
 
 
 def reclaimed(outcome: Outcome) -> int:

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiormq
+
 from relevo.drivers.amqp.driver import AmqpDriver
 from relevo.drivers.amqp.settings import AmqpSettings
 from relevo.drivers.base import QueueSpec
@@ -141,6 +143,24 @@ async def restart_rabbitmq(down_s: float) -> None:
                     raise
                 await asyncio.sleep(2)
         await asyncio.to_thread(_rabbitmqctl, "await_startup")
+
+
+async def delete_amqp_queue(queue: str, timeout_s: float = 60.0) -> None:
+    """Delete a run's queue, waiting out a broker that someone else is restarting."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            connection = await aiormq.connect(AMQP_URL)
+            try:
+                channel = await connection.channel()
+                await channel.queue_delete(queue)
+                return
+            finally:
+                await connection.close()
+        except (OSError, aiormq.exceptions.AMQPError):
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(1.0)
 
 
 def _rabbitmqctl(command: str) -> None:

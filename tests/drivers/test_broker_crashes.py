@@ -14,6 +14,7 @@ from tests.crashes import (
     Rig,
     amqp_driver_entry,
     amqp_publisher,
+    delete_amqp_queue,
     measure,
     rabbitmqctl_available,
     redis_driver_entry,
@@ -70,16 +71,7 @@ async def test_a_rabbitmq_restart_under_load_loses_nothing_and_repeats_at_most_w
             crashes=[(2.0, lambda: restart_rabbitmq(1.0))], timeout_s=180,
         )
     finally:
-        await _delete_queue(publisher, queue)
+        await delete_amqp_queue(queue)
         await publisher.stop()
     assert outcome.lost == 0, f"{outcome}; logs: {outcome.logs}"
     assert outcome.duplicates <= outcome.bound, f"{outcome}; logs: {outcome.logs}"
-
-
-async def _delete_queue(publisher: object, queue: str) -> None:
-    import aio_pika
-
-    connection = await aio_pika.connect("amqp://guest:guest@127.0.0.1:5672/")
-    async with connection:
-        channel = await connection.channel()
-        await channel.queue_delete(queue)
