@@ -19,7 +19,7 @@ from relevo.drivers.base import QueueSpec
 from relevo.drivers.postgres import subscription
 from relevo.drivers.postgres.driver import PostgresDriver
 from relevo.drivers.postgres.queries import SCHEMA_VERSION
-from relevo.errors import DriverUnavailable, PublishError, QueueNotFound
+from relevo.errors import DriverUnavailable, PublishError, QueueFull, QueueNotFound
 from relevo.message import Envelope, Outcome
 from tests.conftest import require_service
 from tests.drivers.conformance import Collector, DriverConformance, envelope
@@ -365,3 +365,51 @@ async def test_acks_waiting_for_the_next_claim_are_sent_when_the_consumer_is_can
     await sub.cancel()  # ...which never comes if this runs first
     await counts(driver, queue, message_count=0)
     await sub.close()
+
+
+# -- max_length ---------------------------------------------------------------------------
+
+
+async def test_a_full_queue_makes_publishers_wait_then_fail_with_queue_full(
+    make_driver: MakeDriver,
+) -> None:
+    driver = await make_driver(publish_timeout=0.3)
+    queue = f"q-{uuid.uuid4().hex[:8]}"
+    await driver.declare(QueueSpec(queue, {"max_length": 3}))
+    await driver.publish(queue, [envelope(i) for i in range(3)])
+    with pytest.raises(QueueFull):
+        await driver.publish(queue, [envelope("over")])
+    await driver.publish(queue, [envelope("later")], due=time.time() + 60)  # not bounded
+    stats = await driver.info(queue)
+    assert (stats.message_count, stats.delayed) == (3, 1), "a bound never drops or overfills"
+
+
+async def test_a_waiting_publisher_gets_in_when_a_consumer_makes_room(
+    make_driver: MakeDriver,
+) -> None:
+    driver = await make_driver(publish_timeout=10.0)
+    queue = f"q-{uuid.uuid4().hex[:8]}"
+    await driver.declare(QueueSpec(queue, {"max_length": 2}))
+    first = [envelope(i) for i in range(2)]
+    await driver.publish(queue, first)
+    waiting = asyncio.create_task(driver.publish(queue, [envelope("third")]))
+    sink = Collector()
+    sub = await driver.attach(queue, sink, 2, {})
+    await sink.wait_for(2)
+    assert not waiting.done(), "two in flight still fill a queue of two"
+    sink.deliveries[0].ack()
+    await asyncio.wait_for(waiting, 10)
+    await sink.wait_for(3)
+    await sub.close()
+
+
+async def test_a_transactional_publish_to_a_full_queue_fails_at_once(
+    make_driver: MakeDriver,
+) -> None:
+    driver = await make_driver()
+    queue = f"q-{uuid.uuid4().hex[:8]}"
+    await driver.declare(QueueSpec(queue, {"max_length": 1}))
+    await driver.publish(queue, [envelope(1)])
+    async with await psycopg.AsyncConnection.connect(POSTGRES_DSN) as conn:
+        with pytest.raises(QueueFull):
+            await driver.publish_in(conn, queue, [envelope(2)])

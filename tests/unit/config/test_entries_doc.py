@@ -21,7 +21,7 @@ from relevo.config.models import (
 )
 from relevo.drivers.amqp.settings import AmqpConsumerOptions, AmqpQueueOptions, AmqpSettings
 from relevo.drivers.memory_settings import MemoryQueueOptions, MemorySettings
-from relevo.drivers.postgres.settings import PostgresSettings
+from relevo.drivers.postgres.settings import PostgresQueueOptions, PostgresSettings
 from relevo.drivers.redis.settings import RedisConsumerOptions, RedisQueueOptions, RedisSettings
 from relevo.drivers.settings import TlsSettings
 from relevo.durations import parse_duration_s
@@ -47,6 +47,7 @@ SECTIONS: dict[str, type[BaseModel]] = {
     "`driver_options.memory` of a queue": MemoryQueueOptions,
     "`driver_options.amqp` of a queue": AmqpQueueOptions,
     "`driver_options.redis` of a queue": RedisQueueOptions,
+    "`driver_options.postgres` of a queue": PostgresQueueOptions,
     "`queue.consumer`": ConsumerSettings,
     "`driver_options.amqp` of a consumer": AmqpConsumerOptions,
     "`driver_options.redis` of a consumer": RedisConsumerOptions,

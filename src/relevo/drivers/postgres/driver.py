@@ -12,6 +12,7 @@ Every psycopg exception is translated into `relevo.errors` in boundary.py.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -30,7 +31,7 @@ from relevo.drivers.postgres.settings import (
     PostgresSettings,
 )
 from relevo.drivers.postgres.subscription import PostgresSubscription
-from relevo.errors import DriverUnavailable, PublishError, QueueNotFound
+from relevo.errors import DriverUnavailable, PublishError, QueueFull, QueueNotFound
 from relevo.message import Envelope
 
 T = TypeVar("T")
@@ -49,6 +50,7 @@ class PostgresDriver:
         self._listener: Listener | None = None
         self._publisher: Publisher | None = None
         self._subscriptions: set[PostgresSubscription] = set()
+        self._bounds: dict[str, int] = {}  # max_length of the bounded queues declared here
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -109,8 +111,13 @@ class PostgresDriver:
     # -- queues -------------------------------------------------------------------------
 
     async def declare(self, spec: QueueSpec) -> None:
-        PostgresQueueOptions.model_validate(dict(spec.options))
-        await self._count(f"declare {spec.name!r}", self.queries.declare, {"queue": spec.name})
+        options = PostgresQueueOptions.model_validate(dict(spec.options))
+        await self._count(f"declare {spec.name!r}", self.queries.declare,
+                          {"queue": spec.name, "max_length": options.max_length})
+        if options.max_length is None:
+            self._bounds.pop(spec.name, None)
+        else:
+            self._bounds[spec.name] = options.max_length
 
     async def publish(
         self, queue: str, envelopes: Sequence[Envelope], due: float | None = None
@@ -119,7 +126,44 @@ class PostgresDriver:
             return
         if self._publisher is None:
             raise DriverUnavailable("postgres driver is not running")
-        await self._publisher.publish(queue, envelopes, due)
+        if queue in self._bounds and (due is None or due <= time.time()):
+            await self._publish_bounded(queue, envelopes)  # delayed ones are not bounded
+        else:
+            await self._publisher.publish(queue, envelopes, due)
+
+    async def _publish_bounded(self, queue: str, envelopes: Sequence[Envelope]) -> None:
+        """Store as many as the queue has room for, wait for room for the rest (polling:
+        acks send no NOTIFY), and give up with QueueFull at the publish timeout."""
+        Rows().add(queue, envelopes, None)  # an unencodable header fails before any insert
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.publish_timeout
+        rest, pause = list(envelopes), 0.01
+        q = self.queries
+
+        async def insert_what_fits(conn: psycopg.AsyncConnection[Any]) -> int:
+            async with conn.transaction():
+                found = await (await conn.execute(q.room, {"queue": queue})).fetchone()
+                if found is None:
+                    raise QueueNotFound(f"postgres queue {queue!r} is not declared")
+                fits = len(rest) if found[0] is None else max(0, min(found[0], len(rest)))
+                if fits:
+                    rows = Rows()
+                    rows.add(queue, rest[:fits], None)
+                    await conn.execute(q.publish, rows.params(queue, q))
+                return fits
+
+        while rest:
+            stored = await on_connection(self._db(), f"publish to {queue!r}",
+                                         max(0.001, deadline - loop.time()), insert_what_fits)
+            rest = rest[stored:]
+            if rest:
+                if loop.time() + pause >= deadline:
+                    raise QueueFull(
+                        f"postgres queue {queue!r} stayed full ({self._bounds[queue]} "
+                        f"messages) for the publish timeout of {self.settings.publish_timeout}s"
+                    )
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 0.2)
 
     async def publish_in(
         self, connection: Any, queue: str, envelopes: Sequence[Envelope],
@@ -136,12 +180,25 @@ class PostgresDriver:
             return
         rows = Rows()
         rows.add(queue, envelopes, due)
+        bounded = queue in self._bounds and (due is None or due <= time.time())
         with translated(f"publish to {queue!r}", callers_transaction=True):
             async with asyncio.timeout(self.settings.publish_timeout):
+                if bounded:  # no waiting inside the caller's transaction: full is full
+                    await self._check_room(connection, queue, len(envelopes))
                 cur = await connection.execute(self.queries.publish,
                                                rows.params(queue, self.queries))
         if cur.rowcount == 0:
             raise QueueNotFound(f"postgres queue {queue!r} is not declared")
+
+    async def _check_room(
+        self, connection: psycopg.AsyncConnection[Any], queue: str, count: int
+    ) -> None:
+        found = await (await connection.execute(self.queries.room, {"queue": queue})).fetchone()
+        if found is None:
+            raise QueueNotFound(f"postgres queue {queue!r} is not declared")
+        if found[0] is not None and found[0] < count:
+            raise QueueFull(f"postgres queue {queue!r} has room for {max(0, found[0])} "
+                            f"messages, not {count}")
 
     async def attach(
         self, queue: str, sink: DeliverySink, prefetch: int, options: Mapping[str, Any]

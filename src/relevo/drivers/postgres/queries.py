@@ -37,7 +37,15 @@ class Queries:
         self.listen = f"LISTEN {quote(self.channel)}"
         self.notify = "SELECT pg_notify(%(channel)s, %(queue)s)"
 
-        self.declare = f"INSERT INTO {s}.queues (name) VALUES (%(queue)s) ON CONFLICT DO NOTHING"
+        self.declare = f"""
+            INSERT INTO {s}.queues (name, max_length) VALUES (%(queue)s, %(max_length)s)
+            ON CONFLICT (name) DO UPDATE SET max_length = EXCLUDED.max_length"""
+        # A bounded queue's publishers take turns (the queue's row lock, held until their
+        # commit), so the count they read stays true until their rows are in.
+        self.room = f"""
+            SELECT q.max_length - (SELECT count(*) FROM {m} WHERE queue = q.name
+                                   AND (locked_until IS NOT NULL OR due <= now()))
+            FROM {s}.queues AS q WHERE q.name = %(queue)s FOR UPDATE OF q"""
         self.exists = f"SELECT 1 FROM {s}.queues WHERE name = %(queue)s"
 
         # One statement per batch: rows in order, nothing stored for an undeclared queue

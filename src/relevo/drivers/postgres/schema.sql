@@ -10,11 +10,14 @@ CREATE TABLE IF NOT EXISTS {schema}.schema_version (
     applied_at  timestamptz NOT NULL DEFAULT now()
 );
 
--- Declared queues: publishing to a name not here is QueueNotFound.
+-- Declared queues: publishing to a name not here is QueueNotFound. max_length: the
+-- bound of a queue declared with one (ready + in flight), null for none.
 CREATE TABLE IF NOT EXISTS {schema}.queues (
     name        text        PRIMARY KEY,
-    created_at  timestamptz NOT NULL DEFAULT now()
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    max_length  integer
 );
+ALTER TABLE {schema}.queues ADD COLUMN IF NOT EXISTS max_length integer;
 
 -- Every stored message. A row is ready when locked_until is null and due has come,
 -- in flight while locked_until is set (a consumer's lease), delayed while due is ahead.

@@ -23,7 +23,9 @@ class PostgresSettings(DriverSettings):
 
 
 class PostgresQueueOptions(StrictModel):
-    """`driver_options.postgres` of a queue: none yet."""
+    """`driver_options.postgres` of a queue."""
+
+    max_length: int | None = Field(default=None, ge=1)
 
 
 class PostgresConsumerOptions(StrictModel):
