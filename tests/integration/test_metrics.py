@@ -20,7 +20,9 @@ from relevo.metrics.endpoint import PrometheusEndpoint
 from tests.appfiles import write_app
 from tests.conftest import require_service
 from tests.drivers.test_amqp import close_connection_broker_side
-from tests.waiting import wait_until_async
+from tests.integration import handlers
+from tests.integration.test_every_driver import QUEUE_OPTIONS, driver_yaml  # noqa: F401
+from tests.waiting import queue_holds, wait_until, wait_until_async
 
 
 def handle(body: str) -> Any:
@@ -240,3 +242,58 @@ async def test_a_reload_keeps_counting_in_the_same_figures_on_the_same_endpoint(
     assert value(samples, "relevo_messages_published_total", queue="app:work") == 3
     assert value(samples, "relevo_messages_processed_total", **labels, outcome="ack") == 3
     assert value(samples, "relevo_entry_up", entry="app:worker") == 1
+
+
+EVERY_DRIVER_APP = """\
+- name: work
+  kind: queue.queue
+  driver: broker
+  queue_name: work-{suffix}
+  dead_letter: {{queue: dead, max_attempts: 2}}
+  {options}
+- name: dead
+  kind: queue.queue
+  driver: broker
+  queue_name: dead-{suffix}
+  {options}
+- name: fn
+  kind: function.python
+  handler: "tests.integration.handlers:record"
+- name: worker
+  kind: queue.consumer
+  queue: work
+  func: fn
+  concurrency: 4
+  lifecycle: {{auto_start: true, stop_timeout: 5s}}
+- name: metrics
+  kind: metrics.prometheus
+  listen: 127.0.0.1:0
+  lifecycle: {{auto_start: true}}
+"""
+
+
+async def test_on_every_driver_the_counters_add_up_and_every_first_delivery_has_a_wait(
+    tmp_path: Path, driver_yaml: str  # noqa: F811
+) -> None:
+    suffix = uuid.uuid4().hex[:10]
+    path = write_app(tmp_path, driver_yaml + EVERY_DRIVER_APP.format(
+        suffix=suffix, options=QUEUE_OPTIONS))
+    bodies = [{"id": n} for n in range(6)] + [{"id": 6, "fail": True}]
+    async with relevo.load(path) as app:
+        await app.publish_batch("app:work", bodies[:3])
+        for body in bodies[3:]:
+            await app.publish("app:work", body)
+        await wait_until(lambda: len(handlers.state.calls) == 8, 20, "8 handler calls")
+        await queue_holds(app, "app:dead", 1)
+        await app.join("app:work")
+        samples = await scrape(app, "app:metrics")
+    labels = {"queue": "app:work", "consumer": "app:worker"}
+    processed = "relevo_messages_processed_total"
+    assert value(samples, "relevo_messages_published_total", queue="app:work") == 7
+    assert value(samples, processed, **labels, outcome="ack") == 6
+    assert value(samples, processed, **labels, outcome="nack") == 1
+    assert value(samples, processed, **labels, outcome="dead_letter") == 1
+    assert value(samples, "relevo_message_processing_seconds_count", **labels) == 8
+    # x_due travelled with each message through the broker
+    assert value(samples, "relevo_message_wait_seconds_count", queue="app:work") == 7
+    assert value(samples, "relevo_message_wait_seconds_bucket", queue="app:work", le="60.0") == 7
