@@ -109,7 +109,8 @@ def run(ctx: click.Context, path: str, processes: int, max_messages_per_process:
         limits = Limits(max_messages_per_process, max_memory_per_process)
         level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
         sys.exit(run_parent(path, app.registry, processes, limits=limits, reload=reload,
-                            log_level=level, log_format=log_format))
+                            log_level=level, log_format=log_format,
+                            status_interval_s=interval_s))
     try:
         _status.update(interval_s=interval_s, title=f"relevo run {path}")
         asyncio.run(_run(app, reload=True) if reload else _run(app))

@@ -65,7 +65,7 @@ async def test_the_parent_serves_the_sum_of_its_children_recycled_ones_included(
         config.write(f"  - name: metrics\n    kind: metrics.prometheus\n"
                      f"    listen: 127.0.0.1:{port}\n    lifecycle: {{auto_start: true}}\n")
     run = Relevo(str(path), "--processes", "2", "--max-messages-per-process", "120",
-                 "--log-format", "json")
+                 "--log-format", "json", "--status-interval", "300ms")
     runs.append(run)
     await wait_until(lambda: len(run.ready_pids()) == 2, 20, "2 children ready")
     ids = await publish(path, 300)
@@ -88,3 +88,7 @@ async def test_the_parent_serves_the_sum_of_its_children_recycled_ones_included(
     assert await asyncio.to_thread(run.wait_exit, 20) == 0, run.output
     records = [json.loads(line) for line in run.lines if line.strip()]  # all JSON
     assert any("metrics of every child" in r["message"] for r in records)
+    status = [r for r in records if r["logger"] == "relevo.process" and
+              r["message"].startswith("status: ")]
+    assert status, run.output
+    assert any("processed/s across 2 children (1: " in r["message"] for r in status)

@@ -48,7 +48,8 @@ class Limits:
 class Parent:
     def __init__(self, path: str, registry: Registry, processes: int, *,
                  limits: Limits = Limits(), reload: bool = False,
-                 log_level: str = "INFO", log_format: str = "text") -> None:
+                 log_level: str = "INFO", log_format: str = "text",
+                 status_interval_s: float = 0.0) -> None:
         self.path = path
         self.registry = registry
         self.processes = processes
@@ -56,6 +57,7 @@ class Parent:
         self.reload = reload
         self.log_level = log_level
         self.log_format = log_format
+        self.status_interval_s = status_interval_s
         self.policy: Backoff = restart_policy(registry)
         self.children: set[ChildProcess] = set()
         self._stopping = asyncio.Event()
@@ -73,10 +75,11 @@ class Parent:
         endpoints = await self._serve_metrics()
         slots = [loop.create_task(self._keep(n)) for n in range(1, self.processes + 1)]
         watcher = loop.create_task(self._watch()) if self.reload else None
+        status = loop.create_task(self._status()) if self.status_interval_s > 0 else None
         log.info("parent %d: running %d processes; press Ctrl-C to stop",
                  os.getpid(), self.processes)
         await self._stopping.wait()
-        for task in [*slots, *([watcher] if watcher else [])]:
+        for task in [*slots, *([watcher] if watcher else []), *([status] if status else [])]:
             task.cancel()
         await asyncio.gather(*slots, return_exceptions=True)
         try:
@@ -101,6 +104,19 @@ class Parent:
                          os.getpid(), entry.settings.listen)
                 endpoints.append(endpoint)
         return endpoints
+
+    async def _status(self) -> None:
+        """A status line per interval: messages handled per second across the children."""
+        seen: dict[ChildProcess, int] = {}
+        while True:
+            started = asyncio.get_running_loop().time()
+            await asyncio.sleep(self.status_interval_s)
+            seconds = asyncio.get_running_loop().time() - started
+            children = sorted(self.children, key=lambda c: c.slot)
+            done = sum(max(0, c.processed - seen.get(c, 0)) for c in children)
+            seen = {c: c.processed for c in children}
+            log.info("status: %.1f processed/s across %d children (%s)", done / seconds,
+                     len(children), ", ".join(f"{c.slot}: {c.processed:,}" for c in children))
 
     # -- signals and shutdown -------------------------------------------------------
 
@@ -262,9 +278,11 @@ class Parent:
 
 
 def run_parent(path: str, registry: Registry, processes: int, *, limits: Limits,
-               reload: bool, log_level: str, log_format: str = "text") -> int:
+               reload: bool, log_level: str, log_format: str = "text",
+               status_interval_s: float = 0.0) -> int:
     parent = Parent(path, registry, processes, limits=limits, reload=reload,
-                    log_level=log_level, log_format=log_format)
+                    log_level=log_level, log_format=log_format,
+                    status_interval_s=status_interval_s)
     with contextlib.suppress(KeyboardInterrupt):
         return asyncio.run(parent.run())
     return 1
