@@ -129,7 +129,7 @@ async def test_a_child_that_cannot_start_is_retried_with_its_error_then_the_pare
     assert run.count("restart 1 in") >= 1, run.output
     # the child's error is logged once per failed start, by the parent
     failures = run.count("no module named nope")
-    assert failures == run.count("restart ") + 1, run.output
+    assert failures == run.count("; restart ") + 1, run.output
 
 
 async def test_recycling_replaces_a_child_past_its_message_limit_and_loses_nothing(
