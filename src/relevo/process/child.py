@@ -71,6 +71,7 @@ class Child:
             reporting.cancel()
             try:
                 await self.app.close()
+                log.debug("child %d: app closed", self.slot)
             except StopTimeout as exc:
                 log.error("child %d: %s", self.slot, exc)
                 return EXIT_STOP_TIMEOUT
@@ -154,4 +155,6 @@ def child_entry(
     control.close()
     report.close()
     with contextlib.suppress(KeyboardInterrupt):
-        sys.exit(asyncio.run(_main(path, slot, control_fd, report_fd)))
+        code = asyncio.run(_main(path, slot, control_fd, report_fd))
+        log.debug("child %d: event loop closed; exiting with %d", slot, code)
+        sys.exit(code)
