@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 import uuid
@@ -119,17 +121,20 @@ class PrivateRedis:
 
 
 def rabbitmqctl_available() -> bool:
-    """rabbitmqctl is installed and may talk to the local node."""
+    """rabbitmqctl is installed and the local node answers it within 30 s."""
     if shutil.which("rabbitmqctl") is None:
         return False
-    result = subprocess.run(["rabbitmqctl", "-q", "status"], capture_output=True, check=False,
-                            timeout=30)
-    return result.returncode == 0
+    try:
+        _rabbitmqctl("status", timeout_s=30)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
+        return False
+    return True
 
 
 async def restart_rabbitmq(down_s: float) -> None:
     """stop_app / start_app: every connection drops, durable queues come back from disk.
-    start_app runs whatever happens (three tries), so the broker is never left stopped."""
+    start_app runs whatever happens (three tries), so the broker is never left stopped
+    by this; a broker that does not stop in time is left running."""
     try:
         await asyncio.to_thread(_rabbitmqctl, "stop_app")
         await asyncio.sleep(down_s)
@@ -138,7 +143,7 @@ async def restart_rabbitmq(down_s: float) -> None:
             try:
                 await asyncio.to_thread(_rabbitmqctl, "start_app")
                 break
-            except subprocess.CalledProcessError:
+            except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
                 if attempt == 2:
                     raise
                 await asyncio.sleep(2)
@@ -163,9 +168,39 @@ async def delete_amqp_queue(queue: str, timeout_s: float = 60.0) -> None:
             await asyncio.sleep(1.0)
 
 
-def _rabbitmqctl(command: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", command], check=True, capture_output=True,
-                   timeout=120)
+def _rabbitmqctl(command: str, timeout_s: float = 120.0) -> None:
+    """Run one rabbitmqctl command; on timeout it is killed with every process under it
+    (su starts the Erlang CLI node in a session of its own), so no hung CLI lingers."""
+    with tempfile.TemporaryFile() as output:
+        process = subprocess.Popen(["rabbitmqctl", "-q", command], stdout=output,
+                                   stderr=output, stdin=subprocess.DEVNULL)
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            for pid in [*_descendants(process.pid), process.pid]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            process.wait()
+            raise
+        if process.returncode != 0:
+            output.seek(0)
+            raise subprocess.CalledProcessError(process.returncode, process.args,
+                                                output.read())
+
+
+def _descendants(root: int) -> list[int]:
+    """Every process under `root`, deepest last (Linux /proc)."""
+    children: dict[int, list[int]] = collections.defaultdict(list)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            children[int(fields[1])].append(int(stat.parent.name))
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
 @dataclass
