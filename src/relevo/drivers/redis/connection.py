@@ -8,6 +8,7 @@ and so a command is never silently sent twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import ssl
@@ -124,6 +125,14 @@ def backoff_s(settings: RedisSettings) -> Iterator[float]:
     backoff = Backoff(settings.reconnect_delay, settings.reconnect_max_delay, 2.0, 0.1)
     for attempt in itertools.count(1):
         yield backoff.delay_s(attempt)
+
+
+async def drop_idle_connections(client: Redis) -> None:
+    """Close the pool's idle connections after a network error: when Redis restarted,
+    every one of them is dead, and each would otherwise fail its next command once more
+    (one more warning, one more backoff step) before the pool opened a fresh one."""
+    with contextlib.suppress(Exception):
+        await client.connection_pool.disconnect(inuse_connections=False)
 
 
 async def stop_task(task: asyncio.Task[None], timeout_s: float = 2.0) -> None:

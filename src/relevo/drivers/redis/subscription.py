@@ -34,7 +34,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError, NoScriptError, ResponseError, TimeoutError
 
 from relevo.drivers.base import DeliverySink, deliver_unreadable, watch_task
-from relevo.drivers.redis.connection import backoff_s, stop_task
+from relevo.drivers.redis.connection import backoff_s, drop_idle_connections, stop_task
 from relevo.drivers.redis.fields import ATTEMPTS, BODY, HEADERS, ID, decode_headers, unreadable
 from relevo.drivers.redis.scripts import RECLAIM, REQUEUE, RETRY
 from relevo.drivers.redis.settings import RedisSettings
@@ -146,6 +146,7 @@ class RedisSubscription:
                 delay = next(delays)
                 logger.warning("redis read on %s failed (%s); retrying in %.2fs",
                                self.stream, exc, delay)
+                await drop_idle_connections(self.client)
                 await self._pause(delay)
 
     async def _pause(self, delay: float) -> None:
@@ -283,6 +284,7 @@ class RedisSubscription:
                 delay = next(delays)
                 logger.warning("redis settle on %s failed (%s); retrying in %.2fs",
                                self.stream, exc, delay)
+                await drop_idle_connections(self.client)
                 await self._pause(delay)
         if delays is not None:
             self._reachable.set()
