@@ -4,7 +4,7 @@ It avoids the costly hooks: no coroutine around the handler (`handle`), no hook 
 per ack. Each consumer's worker pool tells its `ConsumerFigures` (the consumer's meter)
 of every handler call with its start time; the middleware chain counts acks in the
 consumer's scope; only failures reach the `settled` hook. What remains per message is
-two clock reads, two bisects and a few additions on plain numbers.
+two clock reads and two list appends (the histograms bucket in batches).
 
 Wait time needs each message's due time. A publish through this middleware stamps it in
 the `x_due` header (epoch seconds: the publish time, or the end of a delayed publish's
