@@ -10,7 +10,7 @@ from relevo.metrics.figures import BUCKETS, PENDING_MAX, Histogram, merge
 
 def test_batched_buckets_equal_one_bisect_per_value_bounds_included() -> None:
     values = [random.uniform(-0.01, 700.0) for _ in range(PENDING_MAX * 2 + 17)]
-    values += list(BUCKETS) + [0.0, -1.0]
+    values += [*BUCKETS, 0.0, -1.0]
     histogram = Histogram()
     for value in values:
         histogram.observe(value)
