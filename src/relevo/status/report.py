@@ -24,7 +24,7 @@ async def report(app: Observed, interval_s: float, title: str,
     a summary line every `interval_s`. Nothing when `interval_s` is 0."""
     if interval_s <= 0:
         return
-    console = console or Console()
+    console = console or Console(soft_wrap=True)  # a long log line stays one line
     sampler = Sampler(app)
     if console.is_terminal:
         await _live(sampler, console, title)
