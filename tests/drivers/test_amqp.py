@@ -1019,6 +1019,37 @@ async def test_another_process_counts_the_delayed_messages_of_a_ladder_it_did_no
     assert (await watcher.info(queue)).delayed == 4, "counted the same the second time"
 
 
+async def test_delays_and_delayed_retries_survive_a_connection_closed_by_the_broker(
+    make_driver: Callable[..., Awaitable[AmqpDriver]],
+) -> None:
+    name = f"relevo-test-conn-{uuid.uuid4().hex[:8]}"
+    driver = await make_driver(connection_name=name)
+    queue = unique("delay-drop")
+    await driver.declare(QueueSpec(queue, {"durable": False}))
+    waiting = [envelope(f"wait-{i}") for i in range(5)]
+    await driver.publish(queue, [envelope("retry")])
+    sink = Arrivals(ack=False)
+    sub = await driver.attach(queue, sink, 10, {})
+    await sink.wait_for(1)
+    retried = sink.got[0][0]
+    due = time.time() + 5  # rabbitmqctl takes seconds to start: the drop must come first
+    await driver.publish(queue, waiting, due)
+    retried.claim()
+    sub.settle(retried, Outcome.NACK, due)
+    await wait_counts(driver, queue, message_count=0, delayed=6)
+
+    await close_connection_broker_side(name)
+    assert time.time() < due, "the connection closed too late to test waiting messages"
+    await sink.wait_for(7)
+    arrived = {d.id: (d, t) for d, t in sink.got[1:]}
+    assert sorted(arrived) == sorted([retried.id] + [e.id for e in waiting])
+    assert all(t >= due for _, t in arrived.values()), "one came early"
+    assert arrived[retried.id][0].attempts == 2
+    for delivery, _ in arrived.values():
+        delivery.ack()
+    await wait_counts(driver, queue, message_count=0, delayed=0)
+
+
 async def test_a_delay_of_hours_waits_in_the_high_levels_of_the_ladder(
     make_driver: Callable[..., Awaitable[AmqpDriver]],
 ) -> None:
