@@ -1,28 +1,37 @@
 """The driver contract, as tests. Every driver's test module subclasses `DriverConformance`.
 
-A subclass provides two fixtures: `driver` (a started driver, stopped afterwards) and
-`queue_options` (options for `declare`). Queue names are unique per test, so a broker
-that keeps state between runs cannot leak messages from one test into another.
-Capability flags on the driver class (`Driver.capabilities`) switch off checks a
-driver honestly cannot make.
+A subclass provides the fixtures `driver` (a started driver, stopped afterwards) and
+`queue_options` (options for `declare`); a driver that keeps its messages outside the
+process also gives `make_driver` (started drivers sharing one store, with settings
+overridden), `crash_settings` (what makes it reclaim a dead process's work soon) and
+`unreachable_settings` (settings that point at nothing). Queue names are unique per
+test, so a broker that keeps state between runs cannot leak messages from one test into
+another. Capability flags on the driver class (`Driver.capabilities`) switch off checks
+a driver honestly cannot make.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from relevo.drivers.base import Driver, QueueSpec, Subscription
-from relevo.errors import QueueNotFound
+from relevo.drivers.catalog import DRIVER_KINDS
+from relevo.errors import DriverUnavailable, QueueFull, QueueNotFound
 from relevo.message import Delivery, Envelope
 from tests.waiting import wait_until
 
+MakeDriver = Callable[..., Awaitable[Driver]]
+REPO = Path(__file__).resolve().parents[2]
 DELAY_S = 0.3  # how far ahead delayed checks schedule: short, but past any start-up work
 CLOCK_SLACK_S = 0.002  # float rounding of due times stored by a broker
 
@@ -652,3 +661,227 @@ class DriverConformance:
         assert await driver.remove(queue, [waiting.id]) == 0
         assert await driver.purge(queue) == 1
         await self.wait_counts(driver, queue, ready=0, delayed=1)
+
+    # -- bounded queues (capabilities.bounded) ----------------------------------------
+
+    async def bounded_queue(self, make_driver: MakeDriver, queue_options: Mapping[str, Any],
+                            max_length: int) -> tuple[Driver, str]:
+        driver = await make_driver(publish_timeout=0.3)
+        if not driver.capabilities.bounded:
+            pytest.skip("this driver has no bounded queues")
+        name = f"conformance-bounded-{uuid.uuid4().hex[:12]}"
+        await driver.declare(QueueSpec(name, {**queue_options, "max_length": max_length}))
+        return driver, name
+
+    async def test_a_full_queue_makes_the_publisher_wait_for_room(
+        self, make_driver: MakeDriver, queue_options: Mapping[str, Any]
+    ) -> None:
+        driver, queue = await self.bounded_queue(make_driver, queue_options, 2)
+        driver.settings = driver.settings.model_copy(  # type: ignore[attr-defined]
+            update={"publish_timeout": 10.0})
+        await driver.publish(queue, [envelope(1), envelope(2)])
+        waiting = asyncio.create_task(driver.publish(queue, [envelope(3)]))
+        await asyncio.sleep(0.1)
+        assert not waiting.done(), "a publish into a full queue waits for room"
+        sink = Collector()
+        sub = await self.attach(driver, queue, sink, prefetch=1)
+        await sink.wait_for(1)
+        sink.deliveries[0].ack()
+        await asyncio.wait_for(waiting, 10)
+        await self.wait_counts(driver, queue, message_count=2)
+        await sub.close()
+
+    async def test_a_queue_that_stays_full_refuses_with_queue_full_and_keeps_its_messages(
+        self, make_driver: MakeDriver, queue_options: Mapping[str, Any]
+    ) -> None:
+        driver, queue = await self.bounded_queue(make_driver, queue_options, 2)
+        first = [envelope(1), envelope(2)]
+        await driver.publish(queue, first)
+        with pytest.raises(QueueFull, match=queue):
+            await driver.publish(queue, [envelope(3)])
+        sink = Collector(auto="ack")
+        sub = await self.attach(driver, queue, sink, prefetch=5)
+        await sink.wait_for(2)
+        assert sink.ids == [e.id for e in first], "the oldest messages are never dropped"
+        await self.wait_counts(driver, queue, message_count=0)
+        await sub.close()
+
+    async def test_a_nack_into_a_full_queue_gives_the_message_back_instead_of_losing_it(
+        self, make_driver: MakeDriver, queue_options: Mapping[str, Any]
+    ) -> None:
+        driver, queue = await self.bounded_queue(make_driver, queue_options, 2)
+        first = envelope(1)
+        await driver.publish(queue, [first])
+        sink = Collector()
+        sub = await self.attach(driver, queue, sink, prefetch=1)
+        await sink.wait_for(1)
+        others: list[str] = []
+        while len(others) < 3:  # fill it, by the driver's own count: no room for a copy
+            other = envelope(f"other{len(others)}")
+            try:
+                await driver.publish(queue, [other])
+            except QueueFull:
+                break
+            others.append(other.id)
+        sink.auto = "ack"
+        assert sink.deliveries[0].nack() is True
+        await sink.wait_for(2 + len(others))
+        await self.wait_counts(driver, queue, message_count=0)
+        again = [d for d in sink.deliveries[1:] if d.id == first.id]
+        assert [d.attempts for d in again] == [2], "back once, the failed attempt counted"
+        assert sorted(sink.ids[1:]) == sorted([first.id, *others])
+        await sub.close()
+
+    # -- outages and crashes (drivers that keep messages outside the process) ------------
+
+    @pytest.fixture
+    def crash_settings(self) -> Mapping[str, Any]:
+        return {}
+
+    @pytest.fixture
+    def unreachable_settings(self) -> Mapping[str, Any] | None:
+        return None
+
+    async def test_an_unreachable_broker_fails_start_with_driver_unavailable_in_time(
+        self, make_driver: MakeDriver, unreachable_settings: Mapping[str, Any] | None
+    ) -> None:
+        if unreachable_settings is None:
+            pytest.skip("this driver has no broker to miss")
+        started = time.monotonic()
+        with pytest.raises(DriverUnavailable):
+            await make_driver(**unreachable_settings)
+        assert time.monotonic() - started < 5, "start must give up, never hang"
+
+    async def crash_queue(self, make_driver: MakeDriver, queue_options: Mapping[str, Any],
+                          crash_settings: Mapping[str, Any]) -> tuple[Driver, str]:
+        driver = await make_driver(**crash_settings)
+        if not driver.capabilities.durable:
+            pytest.skip("this driver keeps nothing another process could take over")
+        name = f"conformance-crash-{uuid.uuid4().hex[:12]}"
+        await driver.declare(QueueSpec(name, queue_options))
+        return driver, name
+
+    async def test_messages_a_sigkilled_worker_held_come_back_each_counting_an_attempt(
+        self, make_driver: MakeDriver, queue_options: Mapping[str, Any],
+        crash_settings: Mapping[str, Any],
+    ) -> None:
+        driver, queue = await self.crash_queue(make_driver, queue_options, crash_settings)
+        sent = [envelope(i) for i in range(20)]
+        await driver.publish(queue, sent)
+        for attempts in (1, 2):  # the same messages kill two workers in a row
+            (line,) = await run_worker(driver, queue, 20, "hold", lines=1)
+            assert line == "holding " + ",".join([str(attempts)] * 20)
+        sink = Collector(auto="ack")
+        sub = await self.attach(driver, queue, sink, prefetch=50)
+        await sink.wait_for(20, timeout_s=20)
+        assert sorted(sink.ids) == sorted(e.id for e in sent)
+        assert {d.attempts for d in sink.deliveries} == {3}, "each crash counted one attempt"
+        await self.wait_counts(driver, queue, message_count=0)
+        await sub.close()
+
+    async def test_a_sigkilled_worker_loses_no_stored_retry_and_none_comes_early(
+        self, make_driver: MakeDriver, queue_options: Mapping[str, Any],
+        crash_settings: Mapping[str, Any],
+    ) -> None:
+        driver, queue = await self.crash_queue(make_driver, queue_options, crash_settings)
+        self.require_delays(driver)
+        failing = [envelope(f"fail{i}") for i in range(10)]
+        await driver.publish(queue, failing)
+        waiting = [envelope(f"wait{i}") for i in range(10)]
+        wait_due = time.time() + 2.0
+        await driver.publish(queue, waiting, wait_due)
+        retry_due = time.time() + 2.5
+        (line,) = await run_worker(driver, queue, 10, "retry", lines=1, due=retry_due)
+        assert line.startswith("retried "), line
+        retried = set(line.split()[1].split(","))
+        assert retried == {e.id for e in failing}
+        sink = Collector(auto="ack")
+        sub = await self.attach(driver, queue, sink, prefetch=50)
+        await sink.wait_for(20, timeout_s=20)
+        due_of = {e.id: wait_due for e in waiting} | {e.id: retry_due for e in failing}
+        assert sorted(sink.ids) == sorted(due_of), "each exactly once"
+        for delivery, arrived in zip(sink.deliveries, sink.arrived, strict=True):
+            assert arrived >= due_of[delivery.id] - CLOCK_SLACK_S, f"{delivery.id} came early"
+            assert delivery.attempts == (2 if delivery.id in retried else 1)
+        await self.wait_counts(driver, queue, message_count=0, delayed=0)
+        await sub.close()
+
+    @pytest.mark.slow
+    async def test_workers_killed_under_load_lose_nothing(
+        self, make_driver: MakeDriver, queue_options: Mapping[str, Any],
+        crash_settings: Mapping[str, Any],
+    ) -> None:
+        driver, queue = await self.crash_queue(make_driver, queue_options, crash_settings)
+        sent = [envelope(i) for i in range(3000)]
+        await driver.publish(queue, sent[:1000])
+        workers = [await start_worker(driver, queue, 50, "ack") for _ in range(2)]
+        handled: set[str] = set()
+
+        async def read(process: asyncio.subprocess.Process) -> None:
+            assert process.stdout is not None
+            async for raw in process.stdout:
+                word, _, message_id = raw.decode().strip().partition(" ")
+                if word == "handled":
+                    handled.add(message_id)
+
+        async def publish_the_rest() -> None:  # publishing goes on while they work
+            for start in range(1000, 3000, 100):
+                await driver.publish(queue, sent[start : start + 100])
+
+        readers = [asyncio.create_task(read(worker)) for worker in workers]
+        publishing = asyncio.create_task(publish_the_rest())
+        try:
+            await wait_until(lambda: len(handled) >= 500, 30, "500 handled by the workers")
+        finally:
+            for worker in workers:
+                worker.kill()  # SIGKILL mid-stream: claimed, handled, not yet acked
+                await worker.wait()
+            await asyncio.gather(*readers)
+            await publishing
+        assert len(handled) < len(sent), "killed before the end"
+        sink = Collector(auto="ack")
+        sub = await self.attach(driver, queue, sink, prefetch=100)
+        await self.wait_counts(driver, queue, timeout_s=30, message_count=0, delayed=0)
+        assert handled | set(sink.ids) == {e.id for e in sent}
+        await sub.close()
+
+
+def driver_kind(driver: Driver) -> str:
+    """The catalog kind of a driver (or of the driver class a test subclassed)."""
+    for cls in type(driver).__mro__:
+        for kind in DRIVER_KINDS.values():
+            if kind.factory == f"{cls.__module__}:{cls.__name__}":
+                return kind.kind
+    raise AssertionError(f"{type(driver).__name__} is in no driver kind")
+
+
+async def start_worker(driver: Driver, queue: str, prefetch: int, mode: str,
+                       due: float | None = None) -> asyncio.subprocess.Process:
+    """A `tests.drivers.worker` process sharing the store of `driver`."""
+    settings = driver.settings.model_dump(mode="json", by_alias=True)  # type: ignore[attr-defined]
+    extra = [repr(due)] if due is not None else []
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.drivers.worker", driver_kind(driver),
+        json.dumps(settings), queue, str(prefetch), mode, *extra,
+        stdout=asyncio.subprocess.PIPE, cwd=REPO,
+    )
+    if mode == "ack":
+        assert process.stdout is not None
+        line = await asyncio.wait_for(process.stdout.readline(), 20)
+        assert line.strip() == b"ready", line
+    return process
+
+
+async def run_worker(driver: Driver, queue: str, prefetch: int, mode: str, lines: int,
+                     due: float | None = None) -> list[str]:
+    """Start a worker, read its first `lines` lines, then SIGKILL it."""
+    process = await start_worker(driver, queue, prefetch, mode, due)
+    assert process.stdout is not None
+    got: list[str] = []
+    try:
+        for _ in range(lines):
+            got.append((await asyncio.wait_for(process.stdout.readline(), 30)).decode().strip())
+    finally:
+        process.kill()  # SIGKILL: no cleanup, no goodbye to the broker
+        await process.wait()
+    return got

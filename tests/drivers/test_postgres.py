@@ -4,12 +4,9 @@ leases and crash recovery, transactional publish, the recorded schema version.""
 from __future__ import annotations
 
 import asyncio
-import signal
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -34,7 +31,6 @@ from tests.waiting import wait_until_async
 
 pytestmark = pytest.mark.broker
 
-REPO = Path(__file__).resolve().parents[2]
 __all__ = ["make_driver"]  # a fixture, imported to be found
 
 
@@ -49,7 +45,13 @@ async def driver() -> AsyncIterator[PostgresDriver]:
 
 
 class TestPostgresConformance(DriverConformance):
-    pass
+    @pytest.fixture
+    def crash_settings(self) -> dict[str, Any]:
+        return {"claim_idle": 1.0}
+
+    @pytest.fixture
+    def unreachable_settings(self) -> dict[str, Any]:
+        return {"dsn": "postgresql://postgres@127.0.0.1:1/postgres", "publish_timeout": 1.0}
 
 
 async def declared(driver: PostgresDriver) -> str:
@@ -170,51 +172,6 @@ async def test_a_late_nack_after_the_lease_was_reclaimed_changes_nothing(
     assert row == [("someone-else", 0)]
 
 
-@pytest.mark.slow
-async def test_workers_killed_under_load_lose_nothing(
-    make_driver: MakeDriver, raw: psycopg.AsyncConnection[Any]
-) -> None:
-    survivor = await make_driver(claim_idle=1.0)
-    schema = survivor.settings.schema_name
-    queue = await declared(survivor)
-    await raw.execute(f'CREATE TABLE "{schema}".handled (id text NOT NULL)')
-    sent = [envelope(i) for i in range(3000)]
-    await survivor.publish(queue, sent[:1000])
-    workers = [
-        await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tests.drivers.postgres_worker", POSTGRES_DSN, schema,
-            queue, "50", "1.0", cwd=REPO, stdout=asyncio.subprocess.PIPE,
-        )
-        for _ in range(2)
-    ]
-    try:
-        for worker in workers:
-            assert worker.stdout is not None
-            assert (await asyncio.wait_for(worker.stdout.readline(), 20)).strip() == b"ready"
-        for start in range(1000, 3000, 250):  # publishing goes on while they work
-            await survivor.publish(queue, sent[start : start + 250])
-
-        async def some_handled() -> bool:
-            found = await raw.execute(f'SELECT count(*) FROM "{schema}".handled')
-            row = await found.fetchone()
-            return row is not None and row[0] >= 500
-
-        await wait_until_async(some_handled, 30, "the workers to handle 500 messages")
-    finally:
-        for worker in workers:
-            worker.send_signal(signal.SIGKILL)
-            await worker.wait()
-    assert (await survivor.info(queue)).message_count > 0, "killed before the end"
-
-    sink = Collector(auto="ack")
-    sub = await survivor.attach(queue, sink, 100, {})
-    await counts(survivor, queue, message_count=0, delayed=0)
-    handled = await (await raw.execute(f'SELECT id FROM "{schema}".handled')).fetchall()
-    done = {row[0] for row in handled} | set(sink.ids)
-    assert done == {e.id for e in sent}
-    await sub.close()
-
-
 # -- schema, outages, transactional publish -------------------------------------------------
 
 
@@ -229,15 +186,6 @@ async def test_a_schema_newer_than_this_relevo_is_refused(
     await raw.execute(f'INSERT INTO "{schema}".schema_version (version) VALUES (999)')
     with pytest.raises(DriverUnavailable, match="version 999"):
         await make_driver()
-
-
-async def test_an_unreachable_server_fails_start_with_driver_unavailable() -> None:
-    driver = PostgresDriver(settings(dsn="postgresql://postgres@127.0.0.1:1/postgres",
-                                     publish_timeout=1.0))
-    started = time.monotonic()
-    with pytest.raises(DriverUnavailable):
-        await driver.start()
-    assert time.monotonic() - started < 3
 
 
 async def test_a_message_published_in_a_transaction_exists_only_if_it_commits(

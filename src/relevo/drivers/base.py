@@ -108,6 +108,7 @@ class Capabilities:
     nack_to_tail: bool  # a nacked message goes behind the messages already waiting
     delays: bool = False  # publish(due=...) and settle(..., due=...) keep the message stored
     quiet_peek: bool = True  # peek leaves no trace: the next delivery counts no extra attempt
+    bounded: bool = False  # queues take `max_length`; a full queue holds publishes, then QueueFull
 
 
 class Subscription(Protocol):

@@ -180,7 +180,8 @@ class MemoryDriver:
     """`queue.driver.memory`."""
 
     capabilities = Capabilities(
-        durable=False, exact_in_flight=True, nack_to_tail=True, delays=True
+        durable=False, exact_in_flight=True, nack_to_tail=True, delays=True,
+        bounded=True,
     )
 
     def __init__(self, settings: MemorySettings | None = None, clock: Clock | None = None) -> None:

@@ -45,7 +45,7 @@ class AmqpDriver:
 
     capabilities = Capabilities(
         durable=True, exact_in_flight=False, nack_to_tail=True, quiet_peek=False,
-        delays=True,
+        delays=True, bounded=True,
     )
 
     def __init__(self, settings: AmqpSettings | None = None) -> None:
