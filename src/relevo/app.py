@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from contextvars import Token
-from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -22,7 +21,14 @@ from relevo.consumer.consumer import Consumer
 from relevo.context import Runtime, current_runtime
 from relevo.drivers.base import Driver, QueueStats
 from relevo.drivers.catalog import DRIVER_KINDS
-from relevo.errors import ConfigError, ConfigIssue, QueueNotFound, RelevoError
+from relevo.errors import (
+    ConfigError,
+    ConfigIssue,
+    LoadError,
+    QueueNotFound,
+    RelevoError,
+    SettingError,
+)
 from relevo.functions.base import Function
 from relevo.functions.catalog import FUNCTION_KINDS
 from relevo.functions.python import forget_file
@@ -421,7 +427,10 @@ class App:
             if entry.id in reuse:
                 drivers[entry.id] = cast(Driver, reuse[entry.id].service)
             else:
-                drivers[entry.id] = DRIVER_KINDS[entry.kind].create(entry.settings)
+                try:
+                    drivers[entry.id] = DRIVER_KINDS[entry.kind].create(entry.settings)
+                except SettingError as exc:
+                    raise _located(exc, entry) from exc
             services[entry.id] = drivers[entry.id]
         queues: dict[str, Queue] = {}
         self.queues = queues
@@ -585,13 +594,16 @@ async def check_functions(registry: Registry, only: Collection[str] | None = Non
 
 
 def _located(error: RelevoError, entry: Entry) -> ConfigError:
-    """A function's load error as config issues at its entry's file and line."""
+    """A function's load error, or a driver's unusable setting, as a config issue at its
+    entry's file and line."""
     if isinstance(error, ConfigError):
-        issues = [replace(i, file=entry.file, line=entry.line) if i.file == "<python>" else i
-                  for i in error.issues]
-        return ConfigError(issues)
+        return error
+    if isinstance(error, SettingError):
+        return ConfigError([ConfigIssue(entry.file, entry.line, entry.id, error.field,
+                                        error.reason)])
+    field = error.field if isinstance(error, LoadError) else "source"
     message = str(error).removeprefix(f"{entry.id}: ")
-    return ConfigError([ConfigIssue(entry.file, entry.line, entry.id, "source", message)])
+    return ConfigError([ConfigIssue(entry.file, entry.line, entry.id, field, message)])
 
 
 def _backoff(entry: Entry) -> Backoff:

@@ -2,6 +2,14 @@
 
     RelevoError
     ├── ConfigError          a config file is wrong (lists every problem found)
+    ├── SettingError         one setting cannot be used as given (a TLS file that does not
+    │                        load); names the field; the app reports it as a ConfigError
+    │                        at its entry's file and line
+    ├── BrokerConflict       the broker already holds the queue with other options: names
+    │                        the queue, the option, the broker's value and ours
+    ├── LoadError            a function's code cannot become a handler (a Python import or
+    │                        attribute, a Lua source that does not read, compile or run);
+    │                        the app reports it as a ConfigError at its entry
     ├── QueueNotFound        a queue ID or broker-side queue that does not exist
     ├── PublishError         a message could not be published (bad header, codec)
     │   └── QueueFull        a bounded queue stayed full past the publish timeout
@@ -50,6 +58,53 @@ class ConfigError(RelevoError):
         count = len(issues)
         head = f"{count} config error{'s' if count != 1 else ''}:"
         super().__init__("\n".join([head, *(f"  {issue}" for issue in issues)]))
+
+
+class SettingError(RelevoError):
+    """One setting of a driver cannot be used as given; `field` names it (`tls.cert`)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        self.reason = message
+        super().__init__(f"{field}: {message}")
+
+
+class BrokerConflict(RelevoError):
+    """The broker already has the queue, declared with other options than ours.
+
+    `field` is the option to change (`driver_options.amqp.message_ttl`), `theirs` and
+    `ours` the broker's and our values as the broker names them (None when it does not
+    say). Nothing is changed on the broker: change the option, or delete the queue.
+    """
+
+    def __init__(
+        self, queue: str, option: str | None, theirs: str | None, ours: str | None,
+        field: str, detail: str = "",
+    ) -> None:
+        self.queue = queue
+        self.option = option
+        self.theirs = theirs
+        self.ours = ours
+        self.field = field
+        values = f" (broker: {theirs}, ours: {ours})" if theirs is not None else ""
+        because = f" [{detail}]" if detail and theirs is None else ""
+        super().__init__(
+            f"queue {queue!r} already exists on the broker with a different "
+            f"{option or 'setting'}{values}{because}; change {field} to match or delete "
+            f"the queue"
+        )
+
+
+class LoadError(RelevoError):
+    """A function's code cannot become a handler: Python or Lua, read, import or compile.
+
+    `field` is the setting that points at the code (`handler`, `source`, `method`);
+    the message says which file and why (with the line, when there is one).
+    """
+
+    def __init__(self, message: str, field: str = "source") -> None:
+        self.field = field
+        super().__init__(message)
 
 
 class QueueNotFound(RelevoError):

@@ -29,7 +29,14 @@ from relevo.drivers.amqp.settings import AmqpSettings
 from relevo.drivers.base import QueueSpec
 from relevo.drivers.settings import TlsSettings
 from relevo.drivers.tls import ssl_context
-from relevo.errors import ConfigError, DriverUnavailable, PublishError, QueueNotFound
+from relevo.errors import (
+    BrokerConflict,
+    ConfigError,
+    DriverUnavailable,
+    PublishError,
+    QueueNotFound,
+    SettingError,
+)
 from relevo.message import Delivery, Outcome
 from tests.appfiles import write_app
 from tests.conftest import require_service
@@ -357,13 +364,17 @@ async def test_redeclaring_with_other_options_names_the_queue_and_the_option(
     queue = unique("conflict")
     await driver.declare(QueueSpec(queue, {"durable": False, "message_ttl": "1s"}))
     await driver.declare(QueueSpec(queue, {"durable": False, "message_ttl": "1s"}))  # same: fine
-    with pytest.raises(ConfigError) as caught:
+    with pytest.raises(BrokerConflict) as caught:
         await driver.declare(QueueSpec(queue, {"durable": False, "message_ttl": "2s"}))
-    (issue,) = caught.value.issues
-    assert issue.field == "driver_options.amqp.message_ttl"
-    assert queue in issue.message
-    assert "x-message-ttl" in issue.message
-    with pytest.raises(ConfigError, match="durable"):
+    conflict = caught.value
+    assert (conflict.queue, conflict.option, conflict.field) == (
+        queue, "message_ttl", "driver_options.amqp.message_ttl")
+    assert (conflict.theirs, conflict.ours) == ("x-message-ttl=1000", "x-message-ttl=2000")
+    assert str(conflict) == (
+        f"queue {queue!r} already exists on the broker with a different message_ttl "
+        "(broker: x-message-ttl=1000, ours: x-message-ttl=2000); change "
+        "driver_options.amqp.message_ttl to match or delete the queue")
+    with pytest.raises(BrokerConflict, match="durable"):
         await driver.declare(QueueSpec(queue, {"durable": True, "message_ttl": "1s"}))
     await driver.publish(queue, [envelope(1)])  # the driver is still usable afterwards
     await wait_counts(driver, queue, message_count=1)
@@ -585,13 +596,32 @@ def test_tls_settings_accept_inline_pem_and_file_paths(tmp_path: Path) -> None:
     ],
     ids=["missing-file", "not-pem", "cert-without-key"],
 )
-def test_unusable_tls_settings_are_config_errors_naming_the_field(
+def test_unusable_tls_settings_are_setting_errors_naming_the_field(
     tls: dict[str, str], field: str
 ) -> None:
     values = {k: (TEST_CERT if v == TEST_CERT_PLACEHOLDER else v) for k, v in tls.items()}
-    with pytest.raises(ConfigError) as caught:
+    with pytest.raises(SettingError) as caught:
         ssl_context(TlsSettings.model_validate({"enabled": True, **values}))
-    assert caught.value.issues[0].field == field
+    assert caught.value.field == field
+
+
+async def test_an_unusable_tls_file_is_a_config_error_at_the_driver_entry(
+    tmp_path: Path,
+) -> None:
+    """Regression: it was reported in a made-up file `<amqp driver>`, without the entry."""
+    path = write_app(tmp_path, """\
+- name: rabbit
+  kind: queue.driver.amqp
+  url: amqp://guest:guest@127.0.0.1:5672/
+  tls: {enabled: true, ca: "file:///nonexistent/ca.pem"}
+""")
+    app = relevo.load(path)
+    with pytest.raises(ConfigError) as caught:
+        await app.open(start=False)
+    (issue,) = caught.value.issues
+    assert (issue.file, issue.entry, issue.field) == (str(path), "app:rabbit", "tls.ca")
+    assert issue.line is not None
+    assert "cannot read" in issue.message
 
 
 async def test_a_tls_handshake_against_a_plain_port_fails_start_with_driver_unavailable(

@@ -154,7 +154,8 @@ class Driver(Protocol):
         """Close subscriptions and connections. Idempotent."""
 
     async def declare(self, spec: QueueSpec) -> None:
-        """Create the queue if missing. Idempotent; conflicting options raise ConfigError."""
+        """Create the queue if missing. Idempotent; options that conflict with the
+        queue the broker already has raise BrokerConflict."""
 
     async def publish(
         self, queue: str, envelopes: Sequence[Envelope], due: float | None = None

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from relevo.drivers.settings import TlsSettings
-from relevo.errors import ConfigError, ConfigIssue
+from relevo.errors import SettingError
 
 _PEM_MARK = "-----BEGIN"
 
@@ -49,7 +49,7 @@ def read_pem(value: str, field: str) -> str:
 
 
 def ssl_context(tls: TlsSettings) -> ssl.SSLContext:
-    """The context for `tls`; raises ConfigError naming the field that cannot be used."""
+    """The context for `tls`; raises SettingError naming the field that cannot be used."""
     context = _ServerNameContext(ssl.PROTOCOL_TLS_CLIENT)
     context.server_name = tls.server_name
     if tls.ca is not None:
@@ -84,7 +84,5 @@ def _load_client_pair(context: ssl.SSLContext, cert: str, key: str) -> None:
             ) from None
 
 
-def _tls_error(field: str, message: str) -> ConfigError:
-    return ConfigError(
-        [ConfigIssue(file="<amqp driver>", line=None, entry=None, field=field, message=message)]
-    )
+def _tls_error(field: str, message: str) -> SettingError:
+    return SettingError(field, message)

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from relevo.errors import ConfigError, ConfigIssue
+from relevo.errors import LoadError
 from relevo.functions.base import Handler
 from relevo.functions.python_settings import PythonSettings
 
@@ -59,8 +59,8 @@ class PythonFunction:
 
 
 def _resolve(entry_id: str, settings: PythonSettings) -> Callable[..., Any]:
-    def fail(field: str, message: str) -> ConfigError:
-        return ConfigError([ConfigIssue("<python>", None, entry_id, field, message)])
+    def fail(field: str, message: str) -> LoadError:
+        return LoadError(f"{entry_id}: {message}", field)
 
     if callable(settings.handler):  # declared in code: the callable itself
         return settings.handler
@@ -95,7 +95,7 @@ def _own_functions(module: Any) -> list[str]:
     ]
 
 
-def _import_file(entry_id: str, path: Path, fail: Callable[[str, str], ConfigError]) -> Any:
+def _import_file(entry_id: str, path: Path, fail: Callable[[str, str], LoadError]) -> Any:
     """The module of a handler file, imported once and shared.
 
     A module already imported from the same file (by the application, or by a test that
@@ -132,7 +132,7 @@ def forget_file(path: Path) -> None:
 
 
 def _only_public_callable(
-    module: Any, path: Path, fail: Callable[[str, str], ConfigError]
+    module: Any, path: Path, fail: Callable[[str, str], LoadError]
 ) -> str:
     """`main` if present; else the module's one public function defined in that file."""
     if callable(getattr(module, "main", None)):

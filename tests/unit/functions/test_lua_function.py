@@ -10,8 +10,8 @@ from pydantic import ValidationError
 
 from relevo.consumer.settle import nack_reason
 from relevo.control import Retry
-from relevo.errors import RelevoError
-from relevo.functions.lua.errors import LuaError, LuaHandlerError, LuaLoadError
+from relevo.errors import LoadError, RelevoError
+from relevo.functions.lua.errors import LuaError, LuaHandlerError
 from relevo.functions.lua.settings import LuaSettings
 from tests.unit.functions.conftest import DOCUMENTED_HANDLER, FIXTURES, MakeLua, handle
 
@@ -147,27 +147,27 @@ async def test_a_table_chunk_uses_main_by_default_and_method_when_given(
 
 
 async def test_a_missing_method_names_the_functions_there_are(make_lua: MakeLua) -> None:
-    with pytest.raises(LuaLoadError, match=r"methods\.lua: .*no function 'nope'.*main, shout"):
+    with pytest.raises(LoadError, match=r"methods\.lua: .*no function 'nope'.*main, shout"):
         await make_lua(FIXTURES / "methods.lua", method="nope")
 
 
 async def test_a_syntax_error_fails_load_with_file_and_line(make_lua: MakeLua) -> None:
-    with pytest.raises(LuaLoadError, match=r"syntax_error\.lua:3:"):
+    with pytest.raises(LoadError, match=r"syntax_error\.lua:3:"):
         await make_lua(FIXTURES / "syntax_error.lua")
 
 
 async def test_an_error_while_loading_fails_load(make_lua: MakeLua) -> None:
-    with pytest.raises(LuaLoadError, match=r"handler0\.lua:1: no config"):
+    with pytest.raises(LoadError, match=r"handler0\.lua:1: no config"):
         await make_lua("error('no config')")
 
 
 async def test_a_chunk_returning_no_function_fails_load(make_lua: MakeLua) -> None:
-    with pytest.raises(LuaLoadError, match="must return a function or a table of functions"):
+    with pytest.raises(LoadError, match="must return a function or a table of functions"):
         await make_lua("return 42")
 
 
 async def test_a_missing_source_file_fails_load(make_lua: MakeLua, tmp_path: Path) -> None:
-    with pytest.raises(LuaLoadError, match="cannot read Lua source"):
+    with pytest.raises(LoadError, match="cannot read Lua source"):
         await make_lua(tmp_path / "absent.lua")
 
 
@@ -249,5 +249,5 @@ def test_settings_default_to_a_quarter_second_of_blocking_and_no_other_limit() -
 
 
 async def test_a_chunk_that_waits_at_load_fails_load(make_lua: MakeLua) -> None:
-    with pytest.raises(LuaLoadError, match="cannot wait"):
+    with pytest.raises(LoadError, match="cannot wait"):
         await make_lua("require('time').sleep(0.01) return function() end")

@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from relevo.functions.lua.errors import LuaLimitExceeded, LuaLoadError
+from relevo.errors import LoadError
+from relevo.functions.lua.errors import LuaLimitExceeded
 from tests.unit.functions.conftest import MakeLua, handle
 
 PROBE = """\
@@ -210,7 +211,7 @@ async def test_memory_limit_stops_a_hungry_handler_and_the_function_goes_on(
 
 async def test_a_memory_limit_too_small_for_a_state_fails_load(make_lua: MakeLua) -> None:
     big = "local s = string.rep('x', 2 * 1024 * 1024) return function() return #s end"
-    with pytest.raises(LuaLoadError, match="memory_limit exceeded while loading"):
+    with pytest.raises(LoadError, match="memory_limit exceeded while loading"):
         await make_lua(big, memory_limit=1024 * 1024)
 
 

@@ -8,7 +8,7 @@ else. The pieces, one concept each:
     publisher.py     confirmed, mandatory, persistent publishing on a shared channel
     subscription.py  one consumer: qos, consume, batched acks, attempts via republish
     delays.py        delayed messages: a ladder of wait queues per queue, in the broker
-    queues.py        queue options as AMQP arguments; declare conflicts as ConfigError
+    queues.py        queue options as AMQP arguments; declare conflicts as BrokerConflict
     headers.py       envelope headers <-> AMQP properties and header table
     tls.py           the SSL context from `tls:`
 """

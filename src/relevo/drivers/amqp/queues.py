@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from relevo.drivers.amqp.settings import AmqpQueueOptions, AmqpSettings
-from relevo.errors import ConfigError, ConfigIssue
+from relevo.errors import BrokerConflict
 
 _OPTION_OF_ARGUMENT = {
     "durable": "durable",
@@ -31,6 +31,7 @@ _OPTION_OF_ARGUMENT = {
 QUORUM_DELIVERY_LIMIT = 2**31 - 1
 """RabbitMQ's own redelivery cap on quorum queues, set so that it never applies."""
 _INEQUIVALENT = re.compile(r"inequivalent arg '([^']+)'")
+_VALUES = re.compile(r"received (?:the value )?'([^']*)'.*current is (?:the value )?'([^']*)'")
 
 
 def queue_options(options: Mapping[str, Any]) -> AmqpQueueOptions:
@@ -64,17 +65,15 @@ def declare_arguments(options: AmqpQueueOptions, settings: AmqpSettings) -> dict
     }
 
 
-def conflict_error(queue: str, reply_text: str) -> ConfigError:
-    """The broker refused a re-declare: say which queue and which option differ."""
+def conflict_error(queue: str, reply_text: str) -> BrokerConflict:
+    """The broker refused a re-declare: say which queue and option differ, and how."""
     match = _INEQUIVALENT.search(reply_text)
     argument = match.group(1) if match else None
     option = _OPTION_OF_ARGUMENT.get(argument or "", argument)
-    detail = reply_text.split(" - ", 1)[-1]
-    message = (
-        f"queue {queue!r} already exists on the broker with a different "
-        f"{option or 'setting'} ({detail}); change driver_options.amqp to match "
-        f"or delete the queue"
-    )
+    values = _VALUES.search(reply_text)
+    ours, theirs = values.groups() if values else (None, None)
+    if argument and ours is not None:
+        ours, theirs = f"{argument}={ours}", f"{argument}={theirs}"
     field = f"driver_options.amqp.{option}" if option else "driver_options.amqp"
-    return ConfigError([ConfigIssue(file="<broker>", line=None, entry=None, field=field,
-                                    message=message)])
+    return BrokerConflict(queue, option, theirs, ours, field,
+                          detail=reply_text.split(" - ", 1)[-1])

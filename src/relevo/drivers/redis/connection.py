@@ -71,7 +71,7 @@ class TlsConnection(Connection):
 
 
 def tls_connection_class(tls: TlsSettings) -> type[TlsConnection]:
-    """A TlsConnection class bound to the context `tls` describes (ConfigError if unusable)."""
+    """A TlsConnection class bound to the context `tls` describes (SettingError if unusable)."""
     return type("RelevoTlsConnection", (TlsConnection,), {"context": ssl_context(tls)})
 
 

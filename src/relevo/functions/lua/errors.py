@@ -1,7 +1,8 @@
 """Errors of Lua functions, all under RelevoError (lupa's own exceptions never leave here).
 
     RelevoError
-    ├── LuaLoadError         the source cannot be read, compiled or run to a handler
+    ├── LoadError            (relevo.errors) the source cannot be read, compiled or run to
+    │                        a handler: one kind of error for Lua and Python functions
     ├── LuaHandlerError      the handler returned `nil, err` or `false, err` (a nack)
     └── LuaError             the handler raised `error(...)`; message carries file:line
         └── LuaLimitExceeded instruction, time or memory limit hit; the state is replaced
@@ -12,10 +13,6 @@ from __future__ import annotations
 from typing import Any
 
 from relevo.errors import RelevoError
-
-
-class LuaLoadError(RelevoError):
-    """A Lua source that cannot become a handler; says which file and why (with line)."""
 
 
 class LuaHandlerError(RelevoError):

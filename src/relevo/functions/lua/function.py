@@ -16,9 +16,8 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from relevo.errors import RelevoError
+from relevo.errors import LoadError, RelevoError
 from relevo.functions.base import Handler
-from relevo.functions.lua.errors import LuaLoadError
 from relevo.functions.lua.settings import LuaSettings
 from relevo.functions.lua.state import WAIT, YIELD, Limits, LuaState, Source
 
@@ -60,7 +59,7 @@ class LuaFunction:
         try:
             text = await asyncio.to_thread(_read, path)
         except OSError as exc:
-            raise LuaLoadError(f"{self.entry_id}: cannot read Lua source {path}: {exc}") from exc
+            raise LoadError(f"{self.entry_id}: cannot read Lua source {path}: {exc}") from exc
         self._source = Source(
             entry_id=self.entry_id,
             path=path,

@@ -15,9 +15,9 @@ from typing import Any, NoReturn
 import lupa.lua54 as lupa_lua
 
 from relevo.control import Retry
-from relevo.errors import RelevoError
+from relevo.errors import LoadError, RelevoError
 from relevo.functions.lua.convert import Converter
-from relevo.functions.lua.errors import LuaError, LuaHandlerError, LuaLimitExceeded, LuaLoadError
+from relevo.functions.lua.errors import LuaError, LuaHandlerError, LuaLimitExceeded
 from relevo.functions.lua.modules import Host, serve
 from relevo.functions.lua.sandbox import BOOTSTRAP
 
@@ -130,7 +130,7 @@ class LuaState:
             host = Host(log, source.modules, source.unsafe_libraries)
             exported = self.runtime.execute(BOOTSTRAP, host.table(self.runtime, limits.for_lua()))
         except lupa_lua.LuaMemoryError as exc:
-            raise LuaLoadError(
+            raise LoadError(
                 f"{source.path}: memory_limit {limits.memory_limit} is too small for a Lua state"
             ) from exc
         worker, direct, boot, describe, new_array, null = exported
@@ -147,21 +147,21 @@ class LuaState:
         source, limits = self._source, self._limits
         loaded = boot(source.text, source.chunkname, source.method)
         if type(loaded) is tuple:  # nil, syntax error
-            raise LuaLoadError(f"{source.path}: {loaded[1]}")
+            raise LoadError(f"{source.path}: {loaded[1]}")
         try:
             out = loaded(self._call_deadline(), limits.max_instructions or math.inf)
         except lupa_lua.LuaMemoryError as exc:
-            raise LuaLoadError(f"{source.path}: memory_limit exceeded while loading") from exc
+            raise LoadError(f"{source.path}: memory_limit exceeded while loading") from exc
         code = out[0]
         if code == RETURNED and out[1] is not None:
             return out[1]
         if code == RETURNED:
-            raise LuaLoadError(f"{source.path}: {out[2]}")
+            raise LoadError(f"{source.path}: {out[2]}")
         if code == RAISED and out[1] == _MEMORY:
-            raise LuaLoadError(f"{source.path}: memory_limit exceeded while loading")
+            raise LoadError(f"{source.path}: memory_limit exceeded while loading")
         if code in (RAISED, KILLED):
-            raise LuaLoadError(f"{source.path}: {self._text(out[1])}")
-        raise LuaLoadError(f"{source.path}: the chunk cannot wait (yield) while loading")
+            raise LoadError(f"{source.path}: {self._text(out[1])}")
+        raise LoadError(f"{source.path}: the chunk cannot wait (yield) while loading")
 
     def _call_deadline(self) -> float:
         timeout = self._limits.timeout_s
