@@ -21,11 +21,6 @@ from relevo.durations import parse_duration_s
 HeaderValue = str | int | float | bool
 Headers = dict[str, HeaderValue]
 
-NEUTRAL_HEADERS = frozenset(
-    {"correlation_id", "reply_to", "content_type", "message_type", "encoding", "traceparent"}
-)
-"""Header names every driver maps to its own notion (AMQP properties, stream fields)."""
-
 RESERVED_PREFIX = "x_"
 """Header names starting with this are written by the runtime only."""
 

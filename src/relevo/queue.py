@@ -71,7 +71,7 @@ class Queue:
         self.name = name  # broker-side
         self.driver = driver
         self.codec = codec
-        self.spec = QueueSpec(name, dict(options), codec.content_type)
+        self.spec = QueueSpec(name, dict(options))
         self._middlewares = list(middlewares)
         # the `publish` hooks around the driver, composed once; None when there are none
         self._publish_chain: PublishNext | None = compose_publish(

@@ -154,8 +154,6 @@ class DriverConformance:
     async def test_a_nacked_message_goes_behind_those_already_waiting(
         self, driver: Driver, queue: str
     ) -> None:
-        if not driver.capabilities.nack_to_tail:
-            pytest.skip("this driver does not promise where a nacked message goes")
         first, second = envelope(1), envelope(2)
         await driver.publish(queue, [first, second])
         sink = Collector()

@@ -72,7 +72,6 @@ class QueueSpec:
 
     name: str
     options: Mapping[str, Any]
-    content_type: str = "application/json"  # of the queue's codec, for brokers that record it
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +104,6 @@ class Capabilities:
 
     durable: bool  # messages survive a restart of the process
     exact_in_flight: bool  # info() splits ready / in_flight exactly
-    nack_to_tail: bool  # a nacked message goes behind the messages already waiting
     delays: bool = False  # publish(due=...) and settle(..., due=...) keep the message stored
     quiet_peek: bool = True  # peek leaves no trace: the next delivery counts no extra attempt
     bounded: bool = False  # queues take `max_length`; a full queue holds publishes, then QueueFull

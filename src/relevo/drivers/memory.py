@@ -180,7 +180,7 @@ class MemoryDriver:
     """`queue.driver.memory`."""
 
     capabilities = Capabilities(
-        durable=False, exact_in_flight=True, nack_to_tail=True, delays=True,
+        durable=False, exact_in_flight=True, delays=True,
         bounded=True,
     )
 

@@ -44,7 +44,7 @@ class AmqpDriver:
     """`queue.driver.amqp`."""
 
     capabilities = Capabilities(
-        durable=True, exact_in_flight=False, nack_to_tail=True, quiet_peek=False,
+        durable=True, exact_in_flight=False, quiet_peek=False,
         delays=True, bounded=True,
     )
 

@@ -40,7 +40,7 @@ T = TypeVar("T")
 class PostgresDriver:
     """`queue.driver.postgres`."""
 
-    capabilities = Capabilities(durable=True, exact_in_flight=True, nack_to_tail=True,
+    capabilities = Capabilities(durable=True, exact_in_flight=True,
                                 delays=True)
 
     def __init__(self, settings: PostgresSettings | None = None) -> None:

@@ -19,7 +19,7 @@ from relevo.drivers.postgres.boundary import transient
 from relevo.drivers.postgres.queries import Queries
 from relevo.drivers.postgres.settings import PostgresSettings
 
-logger = logging.getLogger("relevo.drivers.postgres")
+log = logging.getLogger("relevo.drivers.postgres")
 
 RECLAIM_BATCH = 1000
 """Expired rows handed back per statement; a tick repeats until none are left."""
@@ -52,7 +52,7 @@ class LeaseKeeper:
                 await self.tick()
             except Exception as exc:  # the fetch loop reports outages; try again next tick
                 level = logging.DEBUG if transient(exc) else logging.WARNING
-                logger.log(level, "postgres lease keeping on %s skipped: %s", self.queue, exc)
+                log.log(level, "postgres lease keeping on %s skipped: %s", self.queue, exc)
             await asyncio.sleep(period)
 
     async def tick(self) -> None:
@@ -74,4 +74,4 @@ class LeaseKeeper:
                     break
             if moved:
                 await conn.execute(q.notify, params)
-                logger.info("postgres reclaimed %d expired messages on %s", moved, self.queue)
+                log.info("postgres reclaimed %d expired messages on %s", moved, self.queue)

@@ -20,7 +20,7 @@ from relevo.drivers.postgres.boundary import transient
 from relevo.drivers.postgres.queries import Queries
 from relevo.drivers.postgres.settings import PostgresSettings
 
-logger = logging.getLogger("relevo.drivers.postgres")
+log = logging.getLogger("relevo.drivers.postgres")
 
 
 def backoff_s(settings: PostgresSettings) -> Iterator[float]:
@@ -89,10 +89,10 @@ class Listener:
                 raise
             except Exception as exc:
                 if not transient(exc):
-                    logger.exception("postgres listener failed")
+                    log.exception("postgres listener failed")
                 delays = delays or backoff_s(self.settings)
                 delay = next(delays)
-                logger.warning("postgres LISTEN connection lost (%s); reconnecting in %.2fs",
+                log.warning("postgres LISTEN connection lost (%s); reconnecting in %.2fs",
                                str(exc).partition("\n")[0] or repr(exc), delay)
                 if conn is not None:
                     await conn.close()

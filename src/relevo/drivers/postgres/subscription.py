@@ -29,7 +29,7 @@ from relevo.drivers.postgres.queries import Queries
 from relevo.drivers.postgres.settings import PostgresSettings
 from relevo.message import Delivery, Outcome, Unreadable
 
-logger = logging.getLogger("relevo.drivers.postgres")
+log = logging.getLogger("relevo.drivers.postgres")
 
 SAFETY_POLL_S = 5.0
 """Longest sleep without a NOTIFY: a lost notification delays a message by this much."""
@@ -79,7 +79,7 @@ class PostgresSubscription:
 
     def _task(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         task = self.loop.create_task(work, name=name)
-        watch_task(task, self.failure, logger)
+        watch_task(task, self.failure, log)
         return task
 
     # -- delivering -------------------------------------------------------------------
@@ -101,10 +101,10 @@ class PostgresSubscription:
                 if isinstance(exc, asyncio.CancelledError):
                     raise
                 if not transient(exc):
-                    logger.exception("postgres claim on %s failed", self.queue)
+                    log.exception("postgres claim on %s failed", self.queue)
                 delays = delays or backoff_s(self.settings)
                 delay = next(delays)
-                logger.warning("postgres claim on %s failed (%s); retrying in %.2fs",
+                log.warning("postgres claim on %s failed (%s); retrying in %.2fs",
                                self.queue, exc, delay)
                 await asyncio.sleep(delay)
                 continue
@@ -157,7 +157,7 @@ class PostgresSubscription:
             try:
                 sink(delivery)
             except Exception:
-                logger.exception("delivery sink failed on %s; the delivery stays unsettled",
+                log.exception("delivery sink failed on %s; the delivery stays unsettled",
                                  self.queue)
 
     # -- settling ---------------------------------------------------------------------
@@ -211,11 +211,11 @@ class PostgresSubscription:
                 return
             except Exception as exc:
                 if not transient(exc):  # a bug, not an outage: the leases bring them back
-                    logger.exception("postgres settle on %s failed", self.queue)
+                    log.exception("postgres settle on %s failed", self.queue)
                     return
                 delays = delays or backoff_s(self.settings)
                 delay = next(delays)
-                logger.warning("postgres settle on %s failed (%s); retrying in %.2fs",
+                log.warning("postgres settle on %s failed (%s); retrying in %.2fs",
                                self.queue, exc, delay)
                 await asyncio.sleep(delay)
 
@@ -247,7 +247,7 @@ class PostgresSubscription:
                 await self._flusher
                 await self._give_back(held)
         except Exception as exc:  # never let close() fail or hang
-            logger.warning("postgres close on %s could not give messages back (%r); they "
+            log.warning("postgres close on %s could not give messages back (%r); they "
                            "return after claim_idle", self.queue, exc)
         finally:
             await _stop(self._flusher)

@@ -27,7 +27,7 @@ from relevo.drivers.redis.settings import RedisSettings
 from relevo.drivers.settings import TlsSettings
 from relevo.drivers.tls import ssl_context
 
-logger = logging.getLogger("relevo.drivers.redis")
+log = logging.getLogger("relevo.drivers.redis")
 
 # The driver reports every outage itself ("redis read on ... failed; retrying").
 quiet_connection_events(
@@ -88,18 +88,18 @@ async def warn_if_volatile(client: Redis, settings: RedisSettings) -> None:
             pipe.config_get("maxmemory-policy")
             appendonly, save, policy = await pipe.execute()
     except (RedisError, OSError) as exc:  # OSError: the builtin TimeoutError too
-        logger.debug("redis persistence settings not readable: %s", exc)
+        log.debug("redis persistence settings not readable: %s", exc)
         return
     aof, snapshots = _text(appendonly.get("appendonly")), _text(save.get("save"))
     if aof == "no" and snapshots == "":
-        logger.warning(
+        log.warning(
             "redis at %s keeps nothing on disk (appendonly no, save \"\"): a Redis restart "
             "loses every message in its queues; set appendonly yes (see docs/production.md)",
             safe_url(settings.url),
         )
     eviction = _text(policy.get("maxmemory-policy")) or ""
     if eviction.startswith("allkeys"):
-        logger.warning(
+        log.warning(
             "redis at %s has maxmemory-policy %s: when memory runs out it may evict a "
             "queue's stream, every message in it; set noeviction (see docs/production.md)",
             safe_url(settings.url), eviction,
@@ -143,4 +143,4 @@ async def stop_task(task: asyncio.Task[None], timeout_s: float = 2.0) -> None:
     task.cancel()
     await asyncio.wait({task}, timeout=timeout_s)
     if task.done() and not task.cancelled() and task.exception() is not None:
-        logger.warning("redis task %s ended with %r", task.get_name(), task.exception())
+        log.warning("redis task %s ended with %r", task.get_name(), task.exception())

@@ -61,7 +61,7 @@ class RedisDriver:
     """`queue.driver.redis`."""
 
     capabilities = Capabilities(
-        durable=True, exact_in_flight=True, nack_to_tail=True, delays=True
+        durable=True, exact_in_flight=True, delays=True
     )
 
     def __init__(self, settings: RedisSettings | None = None) -> None:
@@ -91,7 +91,7 @@ class RedisDriver:
             raise
         self._client = client
         await warn_if_volatile(client, self.settings)
-        self._publisher = Publisher(client, self.settings, self._declare_again)
+        self._publisher = Publisher(client, self.settings, self._redeclare)
         self._inspector = Inspector(client, GROUP)
         self._mover = Mover(client, self.settings, self._keys)
 
@@ -138,8 +138,8 @@ class RedisDriver:
             if "BUSYGROUP" not in str(exc):
                 raise
 
-    async def _declare_again(self, queue: str) -> bool:
-        """Recreate a queue this driver declared and Redis lost; False if it never did."""
+    async def _redeclare(self, queue: str) -> bool:
+        """Redeclare a queue this driver declared and Redis lost; False if it never did."""
         if queue not in self._maxlen:
             return False
         await self._create_group(queue)
@@ -187,12 +187,12 @@ class RedisDriver:
             try:
                 await self._redis().xgroup_createconsumer(stream, GROUP, consumer)
             except ResponseError as exc:
-                if not await self._declare_again(queue):
+                if not await self._redeclare(queue):
                     raise QueueNotFound(f"redis queue {queue!r} is not declared") from exc
                 await self._redis().xgroup_createconsumer(stream, GROUP, consumer)
 
-        async def recreate() -> None:
-            await self._declare_again(queue)
+        async def redeclare() -> None:
+            await self._redeclare(queue)
 
         # The queue exists now: should Redis come back without it, its consumers
         # declare it again rather than wait on a group that is gone.
@@ -201,7 +201,7 @@ class RedisDriver:
         mover.watch(queue)
         sub = RedisSubscription(
             self._redis(), self.settings, stream, GROUP, consumer, sink, max(1, prefetch),
-            recreate, self.delayed(queue), mover.wake,
+            redeclare, self.delayed(queue), mover.wake,
         )
         sub.on_reconnect = self._reconnected
         self._subscriptions = {s for s in self._subscriptions if not s.closed}

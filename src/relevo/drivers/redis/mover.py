@@ -25,7 +25,7 @@ from relevo.drivers.redis.scripts import PROMOTE
 from relevo.drivers.redis.settings import RedisSettings
 from relevo.drivers.redis.subscription import NETWORK_ERRORS
 
-logger = logging.getLogger("relevo.drivers.redis")
+log = logging.getLogger("relevo.drivers.redis")
 
 POLL_S = 0.05
 """The longest the mover sleeps: how late a message delayed by another process may be."""
@@ -94,7 +94,7 @@ class Mover:
                 delays = delays or backoff_s(self.settings)
                 delay = next(delays)
                 expected = isinstance(exc, (ResponseError, *NETWORK_ERRORS))
-                logger.warning("redis mover of delayed messages failed (%s); starting again "
+                log.warning("redis mover of delayed messages failed (%s); starting again "
                                "in %.2fs", exc, delay, exc_info=None if expected else exc)
                 soonest = time.time() + delay
             self._next_due = soonest
@@ -107,5 +107,5 @@ class Mover:
         now = time.monotonic()
         if now - self._lost_logged.get(queue, -LOST_QUEUE_LOG_S) >= LOST_QUEUE_LOG_S:
             self._lost_logged[queue] = now
-            logger.warning("redis queue %r no longer exists: its due delayed messages are "
+            log.warning("redis queue %r no longer exists: its due delayed messages are "
                            "kept until it is declared again", queue)

@@ -27,9 +27,9 @@ from relevo.drivers.redis.subscription import NETWORK_ERRORS
 from relevo.errors import DriverUnavailable, PublishError, QueueNotFound
 from relevo.message import Envelope
 
-logger = logging.getLogger("relevo.drivers.redis")
+log = logging.getLogger("relevo.drivers.redis")
 
-Recreate = Callable[[str], Awaitable[bool]]
+Redeclare = Callable[[str], Awaitable[bool]]
 """Declares a queue again if this driver declared it before (Redis came back empty)."""
 
 
@@ -62,10 +62,10 @@ class _Request:
 class Publisher:
     """The single writer behind `RedisDriver.publish`."""
 
-    def __init__(self, client: Redis, settings: RedisSettings, recreate: Recreate) -> None:
+    def __init__(self, client: Redis, settings: RedisSettings, redeclare: Redeclare) -> None:
         self.client = client
         self.settings = settings
-        self._recreate = recreate
+        self._redeclare = redeclare
         self._pending: list[_Request] = []
         # Every unresolved request, oldest first. The timeout is the same for all, so the
         # oldest has the nearest deadline and one timer serves them all (a timer per
@@ -152,10 +152,10 @@ class Publisher:
                 retry = batch
                 delays = delays or backoff_s(self.settings)
                 delay = next(delays)
-                logger.warning("redis publish failed (%s); retrying in %.2fs", exc, delay)
+                log.warning("redis publish failed (%s); retrying in %.2fs", exc, delay)
                 await asyncio.sleep(delay)
             except Exception as exc:  # a bug or an unexpected reply: fail these, keep going
-                logger.exception("redis publish failed")
+                log.exception("redis publish failed")
                 retry = []
                 for request in batch:
                     if not request.future.done():
@@ -190,7 +190,7 @@ class Publisher:
             elif isinstance(failure, NoScriptError):  # Redis restarted: load it, send again
                 await self.client.script_load(DELAY.source)
                 retry.append(request)
-            elif isinstance(failure, QueueNotFound) and await self._recreate(request.queue):
+            elif isinstance(failure, QueueNotFound) and await self._redeclare(request.queue):
                 retry.append(request)  # Redis came back empty: the queue exists again now
             else:
                 request.future.set_exception(failure)

@@ -40,7 +40,7 @@ from relevo.drivers.redis.scripts import RECLAIM, REQUEUE, RETRY
 from relevo.drivers.redis.settings import RedisSettings
 from relevo.message import Delivery, Outcome
 
-logger = logging.getLogger("relevo.drivers.redis")
+log = logging.getLogger("relevo.drivers.redis")
 
 NETWORK_ERRORS = (ConnectionError, TimeoutError, OSError)
 RECLAIM_BATCH = 100
@@ -59,7 +59,7 @@ class RedisSubscription:
         consumer: str,
         sink: DeliverySink,
         prefetch: int,
-        recreate: Callable[[], Awaitable[None]],
+        redeclare: Callable[[], Awaitable[None]],
         delayed: str,
         on_delayed: Callable[[float], None],
     ) -> None:
@@ -74,7 +74,7 @@ class RedisSubscription:
         self.prefetch = prefetch
         self.credit = prefetch
         self.unsettled: dict[bytes, Delivery] = {}
-        self._recreate = recreate
+        self._redeclare = redeclare
         self.delayed = delayed  # the queue's sorted set of delayed messages
         self._on_delayed = on_delayed  # wakes the driver's mover for a new due time
         self._delays: list[tuple[bytes, float]] = []  # delayed nacks: (entry ID, due)
@@ -102,7 +102,7 @@ class RedisSubscription:
 
     def _task(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         task = self.loop.create_task(work, name=name)
-        watch_task(task, self.failure, logger)
+        watch_task(task, self.failure, log)
         return task
 
     # -- delivering -------------------------------------------------------------------
@@ -135,16 +135,16 @@ class RedisSubscription:
                         self.on_reconnect()  # an outage ended
             except ResponseError as exc:
                 if "NOGROUP" in str(exc):
-                    logger.warning("redis stream %s lost its group; declaring it again",
+                    log.warning("redis stream %s lost its group; declaring it again",
                                    self.stream)
-                    await self._recreate_quietly()
+                    await self._redeclare_quietly()
                     continue
-                logger.error("redis read on %s refused: %s", self.stream, exc)
+                log.error("redis read on %s refused: %s", self.stream, exc)
                 await asyncio.sleep(self.settings.reconnect_max_delay)
             except NETWORK_ERRORS as exc:
                 delays = delays or backoff_s(self.settings)
                 delay = next(delays)
-                logger.warning("redis read on %s failed (%s); retrying in %.2fs",
+                log.warning("redis read on %s failed (%s); retrying in %.2fs",
                                self.stream, exc, delay)
                 await drop_idle_connections(self.client)
                 await self._pause(delay)
@@ -156,11 +156,11 @@ class RedisSubscription:
             async with asyncio.timeout(delay):
                 await self._reachable.wait()
 
-    async def _recreate_quietly(self) -> None:
+    async def _redeclare_quietly(self) -> None:
         try:
-            await self._recreate()
+            await self._redeclare()
         except Exception as exc:  # the next read reports the outage and backs off
-            logger.warning("redis could not declare %s again: %s", self.stream, exc)
+            log.warning("redis could not declare %s again: %s", self.stream, exc)
         await asyncio.sleep(self.settings.reconnect_delay)
 
     async def _read(self, cursor: bytes, *, block: bool) -> list[Any]:
@@ -203,7 +203,7 @@ class RedisSubscription:
             try:
                 sink(delivery)
             except Exception:
-                logger.exception("delivery sink failed on %s; the delivery stays unsettled",
+                log.exception("delivery sink failed on %s; the delivery stays unsettled",
                                  self.stream)
 
     def _deliver_unreadable(
@@ -215,7 +215,7 @@ class RedisSubscription:
         try:
             deliver_unreadable(self.sink, delivery)
         except Exception:
-            logger.exception("delivery sink failed on %s; the entry stays unsettled",
+            log.exception("delivery sink failed on %s; the entry stays unsettled",
                              self.stream)
 
     async def _deliver_history(self, entries: list[Any]) -> None:
@@ -282,7 +282,7 @@ class RedisSubscription:
             except NETWORK_ERRORS as exc:
                 delays = delays or backoff_s(self.settings)
                 delay = next(delays)
-                logger.warning("redis settle on %s failed (%s); retrying in %.2fs",
+                log.warning("redis settle on %s failed (%s); retrying in %.2fs",
                                self.stream, exc, delay)
                 await drop_idle_connections(self.client)
                 await self._pause(delay)
@@ -298,7 +298,7 @@ class RedisSubscription:
             self._on_delayed(min(due for _, due in delays_))
         for result in results:
             if isinstance(result, Exception) and not isinstance(result, NoScriptError):
-                logger.warning("redis settle on %s: %s", self.stream, result)
+                log.warning("redis settle on %s: %s", self.stream, result)
         self._sending = []
         self._free(owed)
 
@@ -337,7 +337,7 @@ class RedisSubscription:
                     await self._reclaim()
             except (ResponseError, *NETWORK_ERRORS) as exc:  # the reader reports outages
                 failed = True
-                logger.debug("redis lease/reclaim on %s skipped: %s", self.stream, exc)
+                log.debug("redis lease/reclaim on %s skipped: %s", self.stream, exc)
             await asyncio.sleep(period)
 
     def _unsent(self) -> bool:
@@ -367,7 +367,7 @@ class RedisSubscription:
         if orphans and not self._unsent():
             moved = await self._requeue(orphans, 0)
             if moved:
-                logger.info("redis gave back %d entries on %s whose read a lost connection "
+                log.info("redis gave back %d entries on %s whose read a lost connection "
                             "cut off", moved, self.stream)
 
     async def _reclaim(self) -> None:
@@ -378,7 +378,7 @@ class RedisSubscription:
                 [self.group, self.consumer, self._claim_ms, RECLAIM_BATCH, self._stale_ms],
             )
             if moved:
-                logger.info("redis reclaimed %d entries of silent consumers on %s",
+                log.info("redis reclaimed %d entries of silent consumers on %s",
                             moved, self.stream)
             if moved < RECLAIM_BATCH:
                 return
@@ -410,7 +410,7 @@ class RedisSubscription:
                 await self._flusher
             await self._give_back([d.tag for d in held])
         except Exception as exc:  # Redis down or slow: never let close() fail or hang
-            logger.warning("redis close on %s could not give entries back (%r); they "
+            log.warning("redis close on %s could not give entries back (%r); they "
                            "return after claim_idle", self.stream, exc)
         finally:
             await stop_task(self._flusher)
