@@ -17,6 +17,7 @@ from relevo.clock import Clock, due_time
 from relevo.codecs import CODECS
 from relevo.config.build import Source, load_registry
 from relevo.config.checks import driver_short, merged_options
+from relevo.config.models import ConsumerSettings
 from relevo.consumer.consumer import Consumer
 from relevo.context import Runtime, current_runtime
 from relevo.drivers.base import Driver, QueueStats
@@ -138,7 +139,7 @@ class App:
         self._closing = True
         assert self._supervisor is not None
         supervisor = self._supervisor
-        consumers = [e.id for e in self.registry.of_kind("queue.consumer")]
+        consumers = [e.id for e in self.registry.consumers()]
         try:
             try:
                 await supervisor.stop_first(consumers)
@@ -261,7 +262,7 @@ class App:
     def queue_id(self, text: str) -> str:
         """The queue entry ID that `text` names: a full ID, or a bare name that exactly
         one namespace has (as the command line accepts). QueueNotFound otherwise."""
-        queues = [e.id for e in self.registry.of_kind("queue.queue")]
+        queues = [e.id for e in self.registry.queues()]
         if text in queues:
             return text
         if ":" not in text:
@@ -434,7 +435,7 @@ class App:
             services[entry.id] = drivers[entry.id]
         queues: dict[str, Queue] = {}
         self.queues = queues
-        for entry in self.registry.of_kind("queue.queue"):
+        for entry in self.registry.queues():
             if entry.id in reuse:
                 queues[entry.id] = services[entry.id] = cast(Queue, reuse[entry.id].service)
                 continue
@@ -443,11 +444,13 @@ class App:
             assert short is not None
             self.queues[entry.id] = Queue(
                 entry.id, settings.queue_name or split(entry.id)[1], drivers[settings.driver],
-                CODECS[settings.codec], merged_options(entry, short), middlewares,
+                CODECS[settings.codec],
+                entry.options if entry.options is not None else merged_options(entry, short),
+                middlewares,
             )
             services[entry.id] = self.queues[entry.id]
         workers = {e.id: 0 for e in self.registry.of_kind("function.")}
-        for entry in self.registry.of_kind("queue.consumer"):
+        for entry in self.registry.consumers():
             workers[entry.settings.func] += entry.settings.concurrency
         for entry in self.registry.of_kind("function."):
             if entry.id in reuse:
@@ -458,7 +461,7 @@ class App:
             function = kind.create(entry.id, entry.settings, workers[entry.id])
             functions[entry.id] = function
             services[entry.id] = _FunctionService(function, entry)
-        for entry in self.registry.of_kind("queue.consumer"):
+        for entry in self.registry.consumers():
             if entry.id in reuse:
                 services[entry.id] = reuse[entry.id].service
                 continue
@@ -525,7 +528,8 @@ class App:
         return supervisor is not None and supervisor.status(entry_id) is Status.RUNNING
 
     def _consumer(
-        self, entry: Entry, function: Function, app_middlewares: Sequence[Middleware]
+        self, entry: Entry[ConsumerSettings], function: Function,
+        app_middlewares: Sequence[Middleware],
     ) -> Consumer:
         settings = entry.settings
         queue = self.queues[settings.queue]
@@ -546,7 +550,8 @@ class App:
             entry.id, queue, function,
             concurrency=settings.concurrency, prefetch=settings.prefetch,
             auto_ack=settings.auto_ack,
-            options=settings.driver_options.get(short or "", {}),
+            options=(entry.options if entry.options is not None
+                     else settings.driver_options.get(short or "", {})),
             stop_timeout_s=entry.head.lifecycle.stop_timeout,
             middlewares=middlewares, runtime=self,
         )

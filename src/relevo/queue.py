@@ -7,8 +7,10 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from pydantic import BaseModel
+
 from relevo.codecs import Codec
-from relevo.drivers.base import ConnectionPublisher, Driver, QueueSpec, QueueStats
+from relevo.drivers.base import ConnectionPublisher, Driver, Options, QueueSpec, QueueStats
 from relevo.errors import PublishError
 from relevo.message import RESERVED_PREFIX, Envelope, Headers
 from relevo.middleware.base import Middleware, PublishNext
@@ -64,14 +66,14 @@ class Queue:
         name: str,
         driver: Driver,
         codec: Codec,
-        options: Mapping[str, Any],
+        options: Options,
         middlewares: Sequence[Middleware] = (),
     ) -> None:
         self.entry_id = entry_id
         self.name = name  # broker-side
         self.driver = driver
         self.codec = codec
-        self.spec = QueueSpec(name, dict(options))
+        self.spec = QueueSpec(name, options if isinstance(options, BaseModel) else dict(options))
         self._middlewares = list(middlewares)
         # the `publish` hooks around the driver, composed once; None when there are none
         self._publish_chain: PublishNext | None = compose_publish(

@@ -4,24 +4,36 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, cast
+
+from pydantic import BaseModel
+from typing_extensions import TypeVar
 
 if TYPE_CHECKING:
-    from relevo.config.models import EntryHead
+    from relevo.config.models import ConsumerSettings, EntryHead, QueueSettings
+
+S = TypeVar("S", bound=BaseModel, default=Any)
 
 
 @dataclass(frozen=True)
-class Entry:
-    """One validated entry: where it was written, its common head and kind settings."""
+class Entry(Generic[S]):
+    """One validated entry: where it was written, its common head and kind settings.
+
+    `Entry[QueueSettings]` says which model `settings` is (`Registry.queues()` gives
+    those); a bare `Entry`, of a kind not known where it is used, has settings `Any`.
+    """
 
     id: str
     kind: str
     file: str
     line: int | None
     head: EntryHead
-    settings: Any  # the kind's model (QueueSettings, AmqpSettings, PythonSettings, ...)
+    settings: S  # the kind's model (QueueSettings, AmqpSettings, PythonSettings, ...)
     references: tuple[str, ...] = ()  # full IDs named by its fields (driver, queue, func, ...)
     depends_on: tuple[str, ...] = ()  # full IDs from lifecycle.depends_on / requires
+    # A queue's or consumer's options for its driver kind (AmqpQueueOptions, ...), typed
+    # and validated once by the config checks; the app hands this model to the driver.
+    options: BaseModel | None = None
 
     @property
     def dependencies(self) -> tuple[str, ...]:
@@ -45,6 +57,12 @@ class Registry:
 
     def of_kind(self, prefix: str) -> list[Entry]:
         return [e for e in self.entries.values() if e.kind.startswith(prefix)]
+
+    def queues(self) -> list[Entry[QueueSettings]]:
+        return cast("list[Entry[QueueSettings]]", self.of_kind("queue.queue"))
+
+    def consumers(self) -> list[Entry[ConsumerSettings]]:
+        return cast("list[Entry[ConsumerSettings]]", self.of_kind("queue.consumer"))
 
     def closure(self, ids: Iterable[str]) -> set[str]:
         """The entries given plus everything they depend on, transitively."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ def check_references(
         if ref not in invalid:
             _expect(entries, entry, field, ref, report)
 
-    for entry in entries.values():
+    for entry in list(entries.values()):
         settings = entry.settings
         if entry.kind == "queue.queue":
             expect(entry, "driver", settings.driver)
@@ -42,11 +43,11 @@ def check_references(
                 expect(entry, "dead_letter.queue", target)
                 if target == entry.id:
                     report(entry, "dead_letter.queue", "a queue cannot dead-letter into itself")
-            _check_driver_options(entries, entry, "queue_options", report)
+            _type_driver_options(entries, entry, "queue_options", report)
         elif entry.kind == "queue.consumer":
             expect(entry, "queue", settings.queue)
             expect(entry, "func", settings.func)
-            _check_driver_options(entries, entry, "consumer_options", report)
+            _type_driver_options(entries, entry, "consumer_options", report)
         elif entry.kind.startswith("function.") and getattr(settings, "source", None):
             path = Path(settings.source.removeprefix("file://"))
             if not path.is_file():
@@ -81,9 +82,11 @@ def merged_options(entry: Entry, short: str) -> dict[str, Any]:
     return base | dict(entry.settings.driver_options.get(short, {}))
 
 
-def _check_driver_options(
+def _type_driver_options(
     entries: dict[str, Entry], entry: Entry, which: str, report: Report
 ) -> None:
+    """Validate the entry's options for its driver kind, once, and keep the typed model
+    on the entry (`Entry.options`): the driver gets it as it is."""
     shorts = {kind.short: kind for kind in DRIVER_KINDS.values()}
     for key in entry.settings.driver_options:
         if key not in shorts:
@@ -93,8 +96,10 @@ def _check_driver_options(
         return
     model: type[BaseModel] = getattr(shorts[short], which)
     try:
-        model.model_validate(merged_options(entry, short))
+        options = model.model_validate(merged_options(entry, short))
     except ValidationError as exc:
         for error in exc.errors():
             field = ".".join(["driver_options", short, *(str(p) for p in error["loc"])])
             report(entry, field, explain(error, model))
+        return
+    entries[entry.id] = replace(entry, options=options)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
+
+from pydantic import BaseModel
 
 from relevo.consumer.failures import log_failure
 from relevo.consumer.pool import WorkerPool
 from relevo.context import Runtime
-from relevo.drivers.base import Subscription
+from relevo.drivers.base import Options, Subscription
 from relevo.errors import StopTimeout
 from relevo.functions.base import Function
 from relevo.message import Delivery, Unreadable
@@ -32,7 +33,7 @@ class Consumer:
         concurrency: int,
         prefetch: int,
         auto_ack: bool,
-        options: Mapping[str, Any],
+        options: Options,
         stop_timeout_s: float,
         middlewares: Sequence[Middleware],
         runtime: Runtime | None,
@@ -43,7 +44,7 @@ class Consumer:
         self.concurrency = concurrency
         self.prefetch = prefetch
         self.auto_ack = auto_ack
-        self.options = dict(options)
+        self.options = options if isinstance(options, BaseModel) else dict(options)
         self.stop_timeout_s = stop_timeout_s
         self.middlewares = list(middlewares)  # outermost first; dead letter and retry last
         self._chain: ConsumerChain | None = None

@@ -57,7 +57,7 @@ class Model:
     def __init__(self, app: App, rates: RateSource) -> None:
         self.app = app
         self.rate_source = rates
-        queues = app.registry.of_kind("queue.queue")
+        queues = app.registry.queues()
         self.queue_ids = [e.id for e in sorted(queues, key=lambda e: e.id)]
         self._dead_letter_for: dict[str, list[str]] = {}
         for entry in queues:
@@ -110,7 +110,7 @@ class Model:
 
     def consumers(self) -> list[ConsumerRow]:
         rows = []
-        for entry in sorted(self.app.registry.of_kind("queue.consumer"), key=lambda e: e.id):
+        for entry in sorted(self.app.registry.consumers(), key=lambda e: e.id):
             settings = entry.settings
             consumer = self.app.consumer(entry.id)
             local = consumer is not None and consumer.running

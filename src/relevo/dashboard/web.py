@@ -94,7 +94,7 @@ def create_app(
     the rates drawn from count deltas (e.g. by figures from a metrics endpoint).
     """
     guard = Guard(token if token is not None else os.environ.get(TOKEN_ENV), read_only)
-    dashboard_ids = [e.id for e in app.registry.of_kind("queue.queue")]
+    dashboard_ids = [e.id for e in app.registry.queues()]
     history = History(dashboard_ids, app.queue_stats, sample_s)
     metrics = _metrics_rates(app, history, sample_s) if rates is None else None
     board = Dashboard(app, guard, history, rates or metrics or CountDeltaRates(history), metrics)

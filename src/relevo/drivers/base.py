@@ -24,11 +24,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from relevo.drivers.settings import Options
 from relevo.message import Delivery, Envelope, Outcome, Unreadable
+
+__all__ = [
+    "Capabilities", "ConnectionPublisher", "DeliverySink", "Driver", "Options", "QueueSpec",
+    "QueueStats", "Subscription", "deliver_unreadable", "watch_task",
+]
 
 DeliverySink = Callable[[Delivery], None]
 """Receives each delivery on the event loop thread; must not block.
@@ -71,7 +77,7 @@ class QueueSpec:
     """A queue to declare: its broker-side name and its driver-specific options."""
 
     name: str
-    options: Mapping[str, Any]
+    options: Options  # the driver kind's queue options model, or a mapping of them
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +176,7 @@ class Driver(Protocol):
         """
 
     async def attach(
-        self, queue: str, sink: DeliverySink, prefetch: int, options: Mapping[str, Any]
+        self, queue: str, sink: DeliverySink, prefetch: int, options: Options
     ) -> Subscription:
         """Start pushing deliveries to `sink`, never more than `prefetch` unsettled."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, cast
 
 from pydantic import BaseModel
 
@@ -21,6 +21,9 @@ from relevo.drivers.postgres.settings import (
 )
 from relevo.drivers.redis.settings import RedisConsumerOptions, RedisQueueOptions, RedisSettings
 
+if TYPE_CHECKING:
+    from relevo.drivers.base import Driver
+
 
 @dataclass(frozen=True)
 class DriverKind:
@@ -33,10 +36,13 @@ class DriverKind:
     consumer_options: type[BaseModel]
     factory: str  # "module:Class", imported on first use so unused clients never load
 
-    def create(self, settings: BaseModel) -> Any:
+    def create(self, settings: BaseModel) -> Driver:
+        """A driver of this kind; `settings` is an instance of `self.settings`."""
+        if not isinstance(settings, self.settings):
+            raise TypeError(f"{self.kind} takes {self.settings.__name__}, not {settings!r}")
         module_name, _, attr = self.factory.partition(":")
         driver_class = getattr(importlib.import_module(module_name), attr)
-        return driver_class(settings)
+        return cast("Driver", driver_class(settings))
 
 
 DRIVER_KINDS: dict[str, DriverKind] = {

@@ -17,12 +17,12 @@ import heapq
 import itertools
 import threading
 from collections import deque
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from relevo.clock import Clock, Timer, current
 from relevo.drivers.base import Capabilities, DeliverySink, QueueSpec, QueueStats
 from relevo.drivers.memory_settings import MemoryQueueOptions, MemorySettings
+from relevo.drivers.settings import Options, typed_options
 from relevo.errors import DriverUnavailable, QueueFull, QueueNotFound
 from relevo.message import Delivery, Envelope, Outcome
 
@@ -206,7 +206,7 @@ class MemoryDriver:
 
     async def declare(self, spec: QueueSpec) -> None:
         self._check_running()
-        options = MemoryQueueOptions.model_validate(dict(spec.options))
+        options = typed_options(MemoryQueueOptions, spec.options)
         queue = self._queues.get(spec.name)
         if queue is None:
             self._queues[spec.name] = _MemoryQueue(spec.name, options.max_length, self.clock)
@@ -248,7 +248,7 @@ class MemoryDriver:
                 waiter.cancel()
 
     async def attach(
-        self, queue: str, sink: DeliverySink, prefetch: int, options: Mapping[str, Any]
+        self, queue: str, sink: DeliverySink, prefetch: int, options: Options
     ) -> _MemorySubscription:
         target = self._queue(queue)
         sub = _MemorySubscription(target, sink, max(1, prefetch))

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, cast
 
 from pydantic import BaseModel
 
 from relevo.functions.lua.settings import LuaSettings
 from relevo.functions.python_settings import PythonSettings
+
+if TYPE_CHECKING:
+    from relevo.functions.base import Function
 
 
 @dataclass(frozen=True)
@@ -18,10 +21,13 @@ class FunctionKind:
     settings: type[BaseModel]
     factory: str  # "module:Class"; the class takes (entry_id, settings, workers)
 
-    def create(self, entry_id: str, settings: BaseModel, workers: int) -> Any:
+    def create(self, entry_id: str, settings: BaseModel, workers: int) -> Function:
+        """A function of this kind; `settings` is an instance of `self.settings`."""
+        if not isinstance(settings, self.settings):
+            raise TypeError(f"{self.kind} takes {self.settings.__name__}, not {settings!r}")
         module_name, _, attr = self.factory.partition(":")
         function_class = getattr(importlib.import_module(module_name), attr)
-        return function_class(entry_id, settings, workers)
+        return cast("Function", function_class(entry_id, settings, workers))
 
 
 FUNCTION_KINDS: dict[str, FunctionKind] = {

@@ -14,7 +14,7 @@ def check_shareable(registry: Registry, processes: int) -> None:
     if processes <= 1:
         return
     issues = []
-    for entry in registry.of_kind("queue.consumer"):
+    for entry in registry.consumers():
         queue = registry[entry.settings.queue]
         driver = registry[queue.settings.driver]
         if driver.kind == "queue.driver.memory":

@@ -39,7 +39,7 @@ def referenced_files(entry: Entry) -> list[Path]:
 def fingerprints(registry: Registry) -> Fingerprints:
     """Everything about each entry that, when it changes, means restarting it."""
     workers: dict[str, int] = {}
-    for consumer in registry.of_kind("queue.consumer"):
+    for consumer in registry.consumers():
         func = consumer.settings.func
         workers[func] = workers.get(func, 0) + consumer.settings.concurrency
     return {

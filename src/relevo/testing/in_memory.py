@@ -7,7 +7,11 @@ from dataclasses import replace
 from relevo.app import App
 from relevo.config.build import Source, load_registry
 from relevo.config.checks import driver_short, merged_options
-from relevo.drivers.memory_settings import MemorySettings
+from relevo.drivers.memory_settings import (
+    MemoryConsumerOptions,
+    MemoryQueueOptions,
+    MemorySettings,
+)
 from relevo.registry import Entry, Registry
 from relevo.testing.clock import ManualClock
 
@@ -35,6 +39,8 @@ def memory_registry(registry: Registry) -> Registry:
             swapped[entry.id] = replace(entry, kind=MEMORY, settings=settings)
         elif entry.kind == "queue.queue" and entries[entry.settings.driver].kind != MEMORY:
             swapped[entry.id] = _memory_queue(entries, entry)
+        elif entry.kind == "queue.consumer" and driver_short(entries, entry) != "memory":
+            swapped[entry.id] = replace(entry, options=MemoryConsumerOptions())
         else:
             swapped[entry.id] = entry
     return Registry(swapped)
@@ -47,4 +53,4 @@ def _memory_queue(entries: dict[str, Entry], entry: Entry) -> Entry:
     settings = entry.settings.model_copy(
         update={"options": {}, "driver_options": {"memory": memory}}
     )
-    return replace(entry, settings=settings)
+    return replace(entry, settings=settings, options=MemoryQueueOptions.model_validate(memory))

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,6 +33,7 @@ from relevo.drivers.amqp.queues import conflict_error, declare_arguments, queue_
 from relevo.drivers.amqp.settings import AmqpConsumerOptions, AmqpSettings
 from relevo.drivers.amqp.subscription import AmqpSubscription
 from relevo.drivers.base import Capabilities, DeliverySink, QueueSpec, QueueStats
+from relevo.drivers.settings import Options, typed_options
 from relevo.errors import DriverUnavailable, PublishError, QueueNotFound
 from relevo.message import Envelope
 
@@ -209,7 +210,7 @@ class AmqpDriver:
         await self._publisher.publish(queue, messages, deadline)
 
     async def attach(
-        self, queue: str, sink: DeliverySink, prefetch: int, options: Mapping[str, Any]
+        self, queue: str, sink: DeliverySink, prefetch: int, options: Options
     ) -> AmqpSubscription:
         if queue not in self._known:
             await self._passive_declare(queue)
@@ -254,10 +255,8 @@ class AmqpDriver:
         return int(ok.message_count or 0)
 
 
-def _consumer_options(options: Mapping[str, Any]) -> AmqpConsumerOptions:
-    if isinstance(options, AmqpConsumerOptions):
-        return options
-    return AmqpConsumerOptions.model_validate(dict(options))
+def _consumer_options(options: Options) -> AmqpConsumerOptions:
+    return typed_options(AmqpConsumerOptions, options)
 
 
 def _reply_text(exc: BaseException) -> str:

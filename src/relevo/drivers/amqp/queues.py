@@ -12,10 +12,10 @@ returned 20 times, behind relevo's back; relevo counts attempts and dead-letters
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from typing import Any
 
 from relevo.drivers.amqp.settings import AmqpQueueOptions, AmqpSettings
+from relevo.drivers.settings import Options, typed_options
 from relevo.errors import BrokerConflict
 
 _OPTION_OF_ARGUMENT = {
@@ -34,11 +34,9 @@ _INEQUIVALENT = re.compile(r"inequivalent arg '([^']+)'")
 _VALUES = re.compile(r"received (?:the value )?'([^']*)'.*current is (?:the value )?'([^']*)'")
 
 
-def queue_options(options: Mapping[str, Any]) -> AmqpQueueOptions:
-    """Validated options; a queue spec may carry the model itself or a plain map."""
-    if isinstance(options, AmqpQueueOptions):
-        return options
-    return AmqpQueueOptions.model_validate(dict(options))
+def queue_options(options: Options) -> AmqpQueueOptions:
+    """Typed options; a queue spec may carry the model itself or a plain map."""
+    return typed_options(AmqpQueueOptions, options)
 
 
 def declare_arguments(options: AmqpQueueOptions, settings: AmqpSettings) -> dict[str, Any]:

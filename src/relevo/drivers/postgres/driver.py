@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import msgpack
@@ -31,6 +31,7 @@ from relevo.drivers.postgres.settings import (
     PostgresSettings,
 )
 from relevo.drivers.postgres.subscription import PostgresSubscription
+from relevo.drivers.settings import Options, typed_options
 from relevo.errors import DriverUnavailable, PublishError, QueueFull, QueueNotFound
 from relevo.message import Envelope
 
@@ -111,7 +112,7 @@ class PostgresDriver:
     # -- queues -------------------------------------------------------------------------
 
     async def declare(self, spec: QueueSpec) -> None:
-        options = PostgresQueueOptions.model_validate(dict(spec.options))
+        options = typed_options(PostgresQueueOptions, spec.options)
         await self._count(f"declare {spec.name!r}", self.queries.declare,
                           {"queue": spec.name, "max_length": options.max_length})
         if options.max_length is None:
@@ -201,9 +202,9 @@ class PostgresDriver:
                             f"messages, not {count}")
 
     async def attach(
-        self, queue: str, sink: DeliverySink, prefetch: int, options: Mapping[str, Any]
+        self, queue: str, sink: DeliverySink, prefetch: int, options: Options
     ) -> PostgresSubscription:
-        PostgresConsumerOptions.model_validate(dict(options))
+        typed_options(PostgresConsumerOptions, options)
         await self._require(queue)
         listener = self._listener
         if listener is None:

@@ -25,8 +25,7 @@ import itertools
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Sequence
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
@@ -42,6 +41,7 @@ from relevo.drivers.redis.settings import (
     RedisSettings,
 )
 from relevo.drivers.redis.subscription import NETWORK_ERRORS, RedisSubscription
+from relevo.drivers.settings import Options, typed_options
 from relevo.errors import DriverUnavailable, QueueNotFound, RelevoError
 from relevo.message import Envelope
 
@@ -124,7 +124,7 @@ class RedisDriver:
         return self.stream(queue), self.delayed(queue)
 
     async def declare(self, spec: QueueSpec) -> None:
-        options = RedisQueueOptions.model_validate(dict(spec.options))
+        options = typed_options(RedisQueueOptions, spec.options)
         async with self._boundary(f"declare {spec.name!r}"):
             await self._create_group(spec.name)
         self._maxlen[spec.name] = options.maxlen
@@ -178,9 +178,9 @@ class RedisDriver:
         return self._mover
 
     async def attach(
-        self, queue: str, sink: DeliverySink, prefetch: int, options: Mapping[str, Any]
+        self, queue: str, sink: DeliverySink, prefetch: int, options: Options
     ) -> RedisSubscription:
-        consumer_options = RedisConsumerOptions.model_validate(dict(options))
+        consumer_options = typed_options(RedisConsumerOptions, options)
         consumer = consumer_options.consumer_name or default_consumer_name()
         stream = self.stream(queue)
         async with self._boundary(f"attach to {queue!r}"):
