@@ -18,8 +18,8 @@ from redis.asyncio import Redis
 from relevo.drivers.base import QueueSpec
 from relevo.drivers.redis.connection import TlsConnection, create_client
 from relevo.drivers.redis.driver import GROUP, RedisDriver
-from relevo.drivers.redis.settings import RedisSettings
-from relevo.errors import DriverUnavailable, PublishError
+from relevo.drivers.redis.settings import RedisQueueOptions, RedisSettings
+from relevo.errors import DriverUnavailable, PublishError, QueueFull
 from relevo.message import Envelope
 from tests.conftest import require_service
 from tests.crashes import PrivateRedis
@@ -235,13 +235,21 @@ async def test_an_unencodable_header_fails_its_own_publish_only(driver: RedisDri
     assert (await driver.info(queue)).message_count == 10
 
 
-async def test_maxlen_trims_the_stream_only_when_set(driver: RedisDriver, raw: Redis) -> None:
-    bounded, unbounded = await declared(driver, maxlen=100), await declared(driver)
-    batch = [envelope(i) for i in range(1000)]
-    await driver.publish(bounded, batch)
-    await driver.publish(unbounded, batch)
-    assert 100 <= await raw.xlen(driver.stream(bounded)) < 1000
-    assert await raw.xlen(driver.stream(unbounded)) == 1000
+async def test_a_bounded_queue_never_trims_what_it_holds(driver: RedisDriver, raw: Redis) -> None:
+    """Regression: `maxlen` trimmed the stream with MAXLEN ~, losing messages unread;
+    `max_length` refuses the publish instead and keeps every message it accepted."""
+    driver.settings = driver.settings.model_copy(update={"publish_timeout": 0.2})
+    bounded = await declared(driver, max_length=100)
+    batch = [envelope(i) for i in range(150)]
+    with pytest.raises(QueueFull, match=bounded):
+        await driver.publish(bounded, batch)
+    assert await raw.xlen(driver.stream(bounded)) == 100
+    assert [e.id for e in await driver.peek(bounded, 200)] == [e.id for e in batch[:100]]
+
+
+def test_the_old_maxlen_option_is_refused_saying_what_to_use() -> None:
+    with pytest.raises(ValueError, match="use `max_length`"):
+        RedisQueueOptions.model_validate({"maxlen": 1000})
 
 
 async def test_the_stream_does_not_grow_after_10000_acked_messages(

@@ -3,7 +3,7 @@
 A stream is a log, not a queue; the driver adds what a queue needs:
 
 - publish is XADD (NOMKSTREAM, so an undeclared queue is QueueNotFound), coalesced into
-  pipelines (publisher.py); `MAXLEN ~` only when the queue sets `maxlen`;
+  pipelines (publisher.py); `bounded.lua` when the queue sets `max_length`;
 - consume is XREADGROUP sized to free credit; ack is XACK + XDEL, so acked entries leave
   the stream; nack and release re-add the entry atomically (requeue.lua);
 - dead consumers' entries come back through XAUTOCLAIM (reclaim.lua), live handlers keep
@@ -61,14 +61,14 @@ class RedisDriver:
     """`queue.driver.redis`."""
 
     capabilities = Capabilities(
-        durable=True, exact_in_flight=True, delays=True
+        durable=True, exact_in_flight=True, delays=True, bounded=True
     )
 
     def __init__(self, settings: RedisSettings | None = None) -> None:
         self.settings = settings or RedisSettings()
         self._client: Redis | None = None
         self._publisher: Publisher | None = None
-        self._maxlen: dict[str, int | None] = {}  # queues declared here, and their maxlen
+        self._max_length: dict[str, int | None] = {}  # queues declared here, their bound
         self._subscriptions: set[RedisSubscription] = set()
         self._inspector: Inspector | None = None
         self._mover: Mover | None = None
@@ -127,7 +127,7 @@ class RedisDriver:
         options = typed_options(RedisQueueOptions, spec.options)
         async with self._boundary(f"declare {spec.name!r}"):
             await self._create_group(spec.name)
-        self._maxlen[spec.name] = options.maxlen
+        self._max_length[spec.name] = options.max_length
         self._moving().watch(spec.name)
 
     async def _create_group(self, queue: str) -> None:
@@ -140,7 +140,7 @@ class RedisDriver:
 
     async def _redeclare(self, queue: str) -> bool:
         """Redeclare a queue this driver declared and Redis lost; False if it never did."""
-        if queue not in self._maxlen:
+        if queue not in self._max_length:
             return False
         await self._create_group(queue)
         return True
@@ -156,7 +156,7 @@ class RedisDriver:
         publisher = self._publisher
         if publisher is None:
             raise DriverUnavailable("redis driver is not running")
-        await publisher.publish(queue, self.stream(queue), self._maxlen.get(queue), envelopes)
+        await publisher.publish(queue, self.stream(queue), self._max_length.get(queue), envelopes)
 
     async def _publish_delayed(
         self, queue: str, envelopes: Sequence[Envelope], due: float
@@ -196,7 +196,7 @@ class RedisDriver:
 
         # The queue exists now: should Redis come back without it, its consumers
         # declare it again rather than wait on a group that is gone.
-        self._maxlen.setdefault(queue, None)
+        self._max_length.setdefault(queue, None)
         mover = self._moving()
         mover.watch(queue)
         sub = RedisSubscription(

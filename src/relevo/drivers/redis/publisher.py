@@ -6,6 +6,10 @@ is in flight joins the next one. A hundred concurrent callers therefore cost abo
 round trip per hundred messages instead of one each, and one caller's envelopes still
 land in order. When Redis is unreachable the writer retries with backoff; each caller
 gives up on its own after `publish_timeout` with DriverUnavailable.
+
+A queue with `max_length` takes `bounded.lua` instead of XADD: it adds what fits and
+never trims; the rest waits for room, looked for again every 20 ms, and past
+`publish_timeout` the caller gets QueueFull. A queue without it pays nothing for this.
 """
 
 from __future__ import annotations
@@ -21,26 +25,29 @@ from redis.exceptions import NoScriptError
 
 from relevo.drivers.redis.connection import backoff_s, stop_task
 from relevo.drivers.redis.fields import encode, pack_delayed
-from relevo.drivers.redis.scripts import DELAY
+from relevo.drivers.redis.scripts import BOUNDED, DELAY
 from relevo.drivers.redis.settings import RedisSettings
 from relevo.drivers.redis.subscription import NETWORK_ERRORS
-from relevo.errors import DriverUnavailable, PublishError, QueueNotFound
+from relevo.errors import DriverUnavailable, PublishError, QueueFull, QueueNotFound
 from relevo.message import Envelope
 
 log = logging.getLogger("relevo.drivers.redis")
+
+_ROOM_POLL_S = 0.02  # how soon a publish into a full bounded queue looks for room again
 
 Redeclare = Callable[[str], Awaitable[bool]]
 """Declares a queue again if this driver declared it before (Redis came back empty)."""
 
 
 class _Request:
-    __slots__ = ("deadline", "delayed", "due", "entries", "future", "maxlen", "queue", "stream")
+    __slots__ = ("deadline", "delayed", "due", "entries", "full", "future", "max_length",
+                 "queue", "stream")
 
     def __init__(
         self,
         queue: str,
         stream: str,
-        maxlen: int | None,
+        max_length: int | None,
         entries: list[Any],
         future: asyncio.Future[None],
         deadline: float,
@@ -49,7 +56,8 @@ class _Request:
     ) -> None:
         self.queue = queue
         self.stream = stream
-        self.maxlen = maxlen
+        self.max_length = max_length  # None: no bound, a plain XADD
+        self.full = False  # the queue had no room for the rest at the last try
         # XADD field/value arguments, one tuple per envelope; or, with `due`, the
         # sorted-set members of `delayed`
         self.entries = entries
@@ -76,10 +84,14 @@ class Publisher:
         self._writer: asyncio.Task[None] | None = None
 
     async def publish(
-        self, queue: str, stream: str, maxlen: int | None, envelopes: Sequence[Envelope],
+        self, queue: str, stream: str, max_length: int | None, envelopes: Sequence[Envelope],
         delayed: str = "", due: float | None = None,
     ) -> None:
-        """Store the envelopes in the stream, or with `due` in the sorted set `delayed`."""
+        """Store the envelopes in the stream, or with `due` in the sorted set `delayed`.
+
+        With `max_length`, envelopes that find the stream full wait for room (tried again
+        every few milliseconds) until the publish timeout, then QueueFull.
+        """
         try:  # here, so an unencodable header fails its own publish, not a whole pipeline
             if due is None:
                 entries: list[Any] = [encode(envelope) for envelope in envelopes]
@@ -90,7 +102,8 @@ class Publisher:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         request = _Request(
-            queue, stream, maxlen, entries, future, loop.time() + self.settings.publish_timeout,
+            queue, stream, max_length, entries, future,
+            loop.time() + self.settings.publish_timeout,
             delayed, due,
         )
         self._pending.append(request)
@@ -112,7 +125,14 @@ class Publisher:
         now = asyncio.get_running_loop().time()
         while outstanding and (outstanding[0].future.done() or outstanding[0].deadline <= now):
             request = outstanding.popleft()
-            if not request.future.done():
+            if request.future.done():
+                continue
+            if request.full:
+                request.future.set_exception(QueueFull(
+                    f"redis queue {request.queue!r} stayed full ({request.max_length} "
+                    f"messages) for the publish timeout of {self.settings.publish_timeout}s"
+                ))
+            else:
                 request.future.set_exception(DriverUnavailable(
                     f"redis publish to {request.queue!r} did not complete within the "
                     f"publish timeout of {self.settings.publish_timeout}s"
@@ -163,6 +183,20 @@ class Publisher:
             if retry:
                 self._pending[:0] = retry
 
+    def _bounded(self, request: _Request, added: int) -> None:
+        """After `bounded.lua` added the first `added` entries: done, or wait for room."""
+        del request.entries[:added]
+        if not request.entries:
+            request.future.set_result(None)
+            return
+        request.full = True
+        asyncio.get_running_loop().call_later(_ROOM_POLL_S, self._again, request)
+
+    def _again(self, request: _Request) -> None:
+        if not request.future.done():
+            self._pending.append(request)
+            self._wake.set()
+
     async def _send(self, batch: list[_Request]) -> list[_Request]:
         """One pipeline for the whole batch; returns the requests to send again."""
         pipe = self.client.pipeline(transaction=False)
@@ -172,23 +206,34 @@ class Publisher:
                 DELAY.queue(pipe, [request.stream, request.delayed],
                             [repr(request.due), *request.entries])
                 continue
-            head = _xadd_head(request.stream, request.maxlen)
+            if request.max_length is not None:
+                arguments: list[Any] = [request.max_length]
+                for fields in request.entries:
+                    arguments += (len(fields), *fields)
+                BOUNDED.queue(pipe, [request.stream], arguments)
+                continue
+            head = ("XADD", request.stream, "NOMKSTREAM", "*")
             for fields in request.entries:
                 command(*head, *fields)
         results = await pipe.execute(raise_on_error=False)
         retry: list[_Request] = []
         position = 0
         for request in batch:
-            count = 1 if request.due is not None else len(request.entries)
+            single = request.due is not None or request.max_length is not None
+            count = 1 if single else len(request.entries)
             replies = results[position : position + count]
             position += count
             if request.future.done():
                 continue
             failure = _failure(request, replies)
-            if failure is None:
+            if failure is None and request.max_length is not None:
+                self._bounded(request, replies[0])
+            elif failure is None:
                 request.future.set_result(None)
             elif isinstance(failure, NoScriptError):  # Redis restarted: load it, send again
-                await self.client.script_load(DELAY.source)
+                await self.client.script_load(
+                    DELAY.source if request.due is not None else BOUNDED.source
+                )
                 retry.append(request)
             elif isinstance(failure, QueueNotFound) and await self._redeclare(request.queue):
                 retry.append(request)  # Redis came back empty: the queue exists again now
@@ -197,16 +242,10 @@ class Publisher:
         return retry
 
 
-def _xadd_head(stream: str, maxlen: int | None) -> tuple[Any, ...]:
-    """XADD up to its fields: NOMKSTREAM (an undeclared queue is not created) and the trim."""
-    if maxlen is None:
-        return ("XADD", stream, "NOMKSTREAM", "*")
-    return ("XADD", stream, "NOMKSTREAM", "MAXLEN", "~", maxlen, "*")
-
-
 def _failure(request: _Request, replies: list[Any]) -> Exception | None:
+    scripted = request.due is not None or request.max_length is not None
     for reply in replies:
-        if reply is None or (request.due is not None and reply == -1):  # no stream
+        if reply is None or (scripted and reply == -1):  # no stream
             return QueueNotFound(f"redis queue {request.queue!r} is not declared")
         if isinstance(reply, NoScriptError):
             return reply

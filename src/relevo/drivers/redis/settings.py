@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Any
+
+from pydantic import Field, model_validator
 
 from relevo.drivers.settings import DriverSettings, TlsSettings
 from relevo.durations import DurationS
@@ -24,7 +26,17 @@ class RedisSettings(DriverSettings):
 class RedisQueueOptions(StrictModel):
     """`driver_options.redis` of a queue."""
 
-    maxlen: int | None = Field(default=None, ge=1)
+    max_length: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_trimming(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "maxlen" in data:
+            raise ValueError(
+                "`maxlen` is gone: it trimmed messages away unread; use `max_length`, "
+                "a bound that holds publishers back and then refuses with QueueFull"
+            )
+        return data
 
 
 class RedisConsumerOptions(StrictModel):
