@@ -143,6 +143,12 @@ class TestAmqpQuorumConformance(TestAmqpConformance):
     def queue_options(self) -> Mapping[str, Any]:
         return {"queue_type": "quorum"}
 
+    async def bounded_queue(self, make_driver: Any, queue_options: Mapping[str, Any],
+                            max_length: int) -> Any:
+        pytest.skip("RabbitMQ holds a quorum queue to x-max-length only loosely: a publish "
+                    "past the bound may still be accepted (never dropped), so the exact "
+                    "bound checks are for classic queues")
+
 
 def unique(prefix: str) -> str:
     return f"relevo-test-{prefix}-{uuid.uuid4().hex[:10]}"
