@@ -5,6 +5,12 @@ their driver tag: `hand_out` before pushing a delivery, `settle` when an outcome
 in (False when the delivery was already given back, so the driver does nothing), and
 `take_back` on close, which claims every delivery still out so that a late ack from an
 abandoned handler returns False and does nothing.
+
+The memory, Redis and PostgreSQL drivers keep their unsettled deliveries here. Memory
+and PostgreSQL also count their credit with it (`available`, `wait`); Redis frees a
+credit only once Redis has the settlement, so it counts its own and uses this part for
+the settle-once guard and the give-back. AMQP's ack window (tags in delivery order, per
+channel) is its own part.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ class Credit:
     def __init__(self, prefetch: int) -> None:
         self.prefetch = max(1, prefetch)
         self.unsettled: dict[Hashable, Delivery] = {}
-        self._freed = asyncio.Event()
+        self._freed: asyncio.Event | None = None  # made by the first wait(): memory never waits
 
     @property
     def available(self) -> int:
@@ -38,12 +44,15 @@ class Credit:
         """Free the delivery's credit; False if it is no longer out (given back already)."""
         if self.unsettled.pop(delivery.tag, None) is None:
             return False
-        self._freed.set()
+        if self._freed is not None:
+            self._freed.set()
         return True
 
     async def wait(self) -> None:
         """Return once at least one credit is free."""
         while self.available <= 0:
+            if self._freed is None:
+                self._freed = asyncio.Event()
             self._freed.clear()
             await self._freed.wait()
 

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 
 from relevo.clock import Clock, Timer, current
 from relevo.drivers.base import Capabilities, DeliverySink, QueueSpec, QueueStats
+from relevo.drivers.credit import Credit
 from relevo.drivers.memory_settings import MemoryQueueOptions, MemorySettings
 from relevo.drivers.settings import Options, typed_options
 from relevo.errors import DriverUnavailable, QueueFull, QueueNotFound
@@ -118,9 +119,9 @@ class _MemorySubscription:
         self.thread_id = threading.get_ident()
         self.queue = queue
         self.sink = sink
-        self.credit = prefetch
         self.active = True
-        self.unsettled: set[Delivery] = set()
+        self.unsettled = Credit(prefetch)  # settle-once guard and give-back (drivers/credit)
+        self.credit = self.unsettled.prefetch  # a plain count: the dispatch loop reads it
         self.failure: asyncio.Future[BaseException] = self.loop.create_future()  # no tasks
 
     def push(self, envelope: Envelope) -> None:
@@ -129,13 +130,12 @@ class _MemorySubscription:
         delivery = Delivery(
             self, envelope.id, envelope.body, envelope.headers, envelope.attempts + 1, envelope
         )
-        self.unsettled.add(delivery)
+        self.unsettled.hand_out(delivery)
         self.sink(delivery)
 
     def settle(self, delivery: Delivery, outcome: Outcome, due: float | None = None) -> None:
-        if delivery not in self.unsettled:  # given back by close() already
+        if not self.unsettled.settle(delivery):  # given back by close() already
             return
-        self.unsettled.discard(delivery)
         queue = self.queue
         queue.in_flight -= 1
         envelope: Envelope = delivery.tag
@@ -164,13 +164,11 @@ class _MemorySubscription:
     async def close(self) -> None:
         await self.cancel()
         queue = self.queue
-        for delivery in list(self.unsettled):
-            if delivery.claim():  # a handler had it and never settled: counts as an attempt
-                envelope: Envelope = delivery.tag
-                envelope.attempts += 1
-                queue.ready.append(envelope)
-                queue.in_flight -= 1
-        self.unsettled.clear()
+        for delivery in self.unsettled.take_back():  # never settled: counts as an attempt
+            envelope: Envelope = delivery.tag
+            envelope.attempts += 1
+            queue.ready.append(envelope)
+            queue.in_flight -= 1
         if self in queue.subscriptions:
             queue.subscriptions.remove(self)
         queue.dispatch()

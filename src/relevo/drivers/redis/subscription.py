@@ -34,6 +34,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError, NoScriptError, ResponseError, TimeoutError
 
 from relevo.drivers.base import DeliverySink, deliver_unreadable, watch_task
+from relevo.drivers.credit import Credit
 from relevo.drivers.redis.connection import backoff_s, drop_idle_connections, stop_task
 from relevo.drivers.redis.fields import ATTEMPTS, BODY, HEADERS, ID, decode_headers, unreadable
 from relevo.drivers.redis.scripts import RECLAIM, REQUEUE, RETRY
@@ -73,7 +74,10 @@ class RedisSubscription:
         self.sink = sink
         self.prefetch = prefetch
         self.credit = prefetch
-        self.unsettled: dict[bytes, Delivery] = {}
+        # settle-once guard and give-back (drivers/credit.py); credit is counted apart,
+        # freed only once Redis has the settlement
+        self.held = Credit(prefetch)
+        self.unsettled = self.held.unsettled  # by stream entry ID
         self._redeclare = redeclare
         self.delayed = delayed  # the queue's sorted set of delayed messages
         self._on_delayed = on_delayed  # wakes the driver's mover for a new due time
@@ -178,7 +182,7 @@ class RedisSubscription:
 
     def _deliver(self, entries: list[Any], deliveries: dict[bytes, int] | None = None) -> None:
         """Push entries to the sink; `deliveries` holds times-delivered for re-read ones."""
-        sink, unsettled = self.sink, self.unsettled
+        sink, hand_out = self.sink, self.held.hand_out
         for entry_id, fields in entries:
             if not fields:  # re-read entry deleted meanwhile: nothing left to deliver
                 self._acks.append(entry_id)
@@ -198,7 +202,7 @@ class RedisSubscription:
             except Exception as exc:  # a foreign or damaged entry: the consumer's failure path
                 self._deliver_unreadable(entry_id, fields, count, exc)
                 continue
-            unsettled[entry_id] = delivery
+            hand_out(delivery)
             self.credit -= 1
             try:
                 sink(delivery)
@@ -210,7 +214,7 @@ class RedisSubscription:
         self, entry_id: bytes, fields: dict[bytes, bytes], count: int, error: Exception
     ) -> None:
         delivery = unreadable(self, entry_id, fields, count, error)  # the consumer logs it
-        self.unsettled[entry_id] = delivery
+        self.held.hand_out(delivery)
         self.credit -= 1
         try:
             deliver_unreadable(self.sink, delivery)
@@ -229,9 +233,9 @@ class RedisSubscription:
     # -- settling ---------------------------------------------------------------------
 
     def settle(self, delivery: Delivery, outcome: Outcome, due: float | None = None) -> None:
-        tag = delivery.tag
-        if self.unsettled.pop(tag, None) is None:  # given back by close() already
+        if not self.held.settle(delivery):  # given back by close() already
             return
+        tag = delivery.tag
         if outcome is Outcome.ACK:
             self._acks.append(tag)
         elif outcome is Outcome.NACK:
@@ -399,9 +403,7 @@ class RedisSubscription:
             return
         self._closed = True
         await self.cancel()
-        held = [d for d in self.unsettled.values() if d.claim()]
-        for delivery in held:
-            del self.unsettled[delivery.tag]
+        held = self.held.take_back()
         await asyncio.sleep(0)  # settlements sent from worker threads land first
         self._closing = True
         self._dirty.set()
