@@ -18,7 +18,7 @@ from tests.waiting import wait_until
 
 
 def pool(handler: Any, concurrency: int = 1, auto_ack: bool = False) -> WorkerPool:
-    return WorkerPool("test-consumer", "test-queue", handler, wrapped=None, started=None,
+    return WorkerPool("test-consumer", "test-queue", handler, wrapped=None, meter=None,
                       decode=json.loads, concurrency=concurrency, auto_ack=auto_ack,
                       runtime=None)
 
