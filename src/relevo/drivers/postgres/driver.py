@@ -42,7 +42,7 @@ class PostgresDriver:
     """`queue.driver.postgres`."""
 
     capabilities = Capabilities(durable=True, exact_in_flight=True,
-                                delays=True)
+                                delays=True, bounded=True)
 
     def __init__(self, settings: PostgresSettings | None = None) -> None:
         self.settings = settings or PostgresSettings()
