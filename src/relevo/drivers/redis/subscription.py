@@ -10,8 +10,10 @@ Three tasks per subscription:
   through `requeue.lua`, delayed nacks through `retry.lua` (the copy goes to the
   queue's sorted set of delayed messages in the same step as the original leaves);
   whatever is settled while a round is in flight joins the next.
-  A settlement frees its credit only once Redis has it, so at most `prefetch` entries
-  are ever pending for this consumer in Redis, however long an outage holds acks back;
+  While Redis answers, a settlement frees its credit at once, so the reader reads the
+  next entries while acks are on their way. Once a round has failed (an outage), credit
+  frees only when Redis has the settlements, so however long an outage holds acks back
+  the reader cannot run ahead of them;
 - the keeper extends the lease of every entry this consumer still has pending, held by
   a handler or settled and not yet sent (XCLAIM JUSTID resets its idle time, so neither
   a slow handler nor an ack held back by an outage is reclaimed), gives back its own
@@ -87,7 +89,8 @@ class RedisSubscription:
         self._nacks: list[bytes] = []
         self._releases: list[bytes] = []
         self._sending: list[bytes] = []  # the settlement round in flight
-        self._owed = 0  # credit of queued settlements, freed once Redis has them
+        self._owed = 0  # credit of settlements held back by an outage, freed once sent
+        self._outage = False  # a settlement round failed and none has gone through since
         self._history_read = False
         self._reachable = asyncio.Event()  # set when a call succeeds after an outage
         self._has_credit = asyncio.Event()
@@ -245,7 +248,10 @@ class RedisSubscription:
                 self._delays.append((tag, due))
         else:
             self._releases.append(tag)
-        self._owed += 1
+        if self._outage:
+            self._owed += 1
+        else:
+            self._free(1)
         self._dirty.set()
 
     async def _flush_loop(self) -> None:
@@ -288,6 +294,7 @@ class RedisSubscription:
                 delay = next(delays)
                 log.warning("redis settle on %s failed (%s); retrying in %.2fs",
                                self.stream, exc, delay)
+                self._outage = True
                 await drop_idle_connections(self.client)
                 await self._pause(delay)
         if delays is not None:
@@ -304,7 +311,8 @@ class RedisSubscription:
             if isinstance(result, Exception) and not isinstance(result, NoScriptError):
                 log.warning("redis settle on %s: %s", self.stream, result)
         self._sending = []
-        self._free(owed)
+        self._outage = False
+        self._free(owed)  # what this round sent; owed credit settled since waits its round
 
     def _free(self, credit: int) -> None:
         """Settlements Redis has: the reader may take as many new entries."""
