@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -111,18 +111,31 @@ class AmqpDriver:
         arguments = declare_arguments(queue_options(spec.options), self.settings)
         await self._declare(spec.name, arguments)
 
-    async def _declare(self, name: str, arguments: dict[str, Any]) -> None:
-        channel = await self._control_channel()
+    @contextlib.asynccontextmanager
+    async def _boundary(self, what: str, queue: str) -> AsyncIterator[None]:
+        """Where the driver's own broker calls (declare, count, purge) become relevo's
+        errors, within `connection_timeout`: a 404 is QueueNotFound, a 406 a
+        BrokerConflict, a lost link or a timeout DriverUnavailable. Each of them closes
+        the control channel, so it is opened again on the next call."""
         try:
             async with asyncio.timeout(self.settings.connection_timeout):
-                await channel.queue_declare(name, **arguments)
-                await self._ladders.rebind(channel, name)
+                yield
+        except aiormq.exceptions.ChannelNotFoundEntity:
+            self._control = None
+            self._known.discard(queue)
+            raise QueueNotFound(f"AMQP queue {queue!r} does not exist") from None
         except aiormq.exceptions.ChannelPreconditionFailed as exc:
             self._control = None
-            raise conflict_error(name, _reply_text(exc)) from None
-        except CONNECT_ERRORS as exc:
+            raise conflict_error(queue, _reply_text(exc)) from None
+        except CONNECT_ERRORS as exc:  # OSError covers TimeoutError
             self._control = None
-            raise DriverUnavailable(f"cannot declare AMQP queue {name!r}: {exc}") from exc
+            raise DriverUnavailable(f"cannot {what} AMQP queue {queue!r}: {exc}") from exc
+
+    async def _declare(self, name: str, arguments: dict[str, Any]) -> None:
+        channel = await self._control_channel()
+        async with self._boundary("declare", name):
+            await channel.queue_declare(name, **arguments)
+            await self._ladders.rebind(channel, name)
         self._declared[name] = arguments
         self._known.add(name)
 
@@ -142,26 +155,16 @@ class AmqpDriver:
     async def _delayed(self, queue: str) -> int:
         """Messages in the queue's delay ladder (best effort across processes: see Ladders)."""
         deadline = asyncio.get_running_loop().time() + self.settings.connection_timeout
-        try:
-            async with asyncio.timeout_at(deadline):
-                return await self._ladders.count(
-                    queue, lambda: self._link.channel(deadline, confirms=False)
-                )
-        except (TimeoutError, *CONNECT_ERRORS) as exc:
-            raise DriverUnavailable(f"cannot count delayed messages of {queue!r}: {exc}") from exc
+        async with self._boundary("count delayed messages of", queue):
+            count = await self._ladders.count(
+                queue, lambda: self._link.channel(deadline, confirms=False)
+            )
+        return count
 
     async def _passive_declare(self, queue: str) -> aiormq.spec.Queue.DeclareOk:
         channel = await self._control_channel()
-        try:
-            async with asyncio.timeout(self.settings.connection_timeout):
-                ok = await channel.queue_declare(queue, passive=True)
-        except aiormq.exceptions.ChannelNotFoundEntity:
-            self._control = None
-            self._known.discard(queue)
-            raise QueueNotFound(f"AMQP queue {queue!r} does not exist") from None
-        except CONNECT_ERRORS as exc:
-            self._control = None
-            raise DriverUnavailable(f"cannot query AMQP queue {queue!r}: {exc}") from exc
+        async with self._boundary("query", queue):
+            ok = await channel.queue_declare(queue, passive=True)
         self._known.add(queue)
         return ok
 
@@ -243,15 +246,8 @@ class AmqpDriver:
 
     async def purge(self, queue: str) -> int:
         channel = await self._control_channel()
-        try:
-            async with asyncio.timeout(self.settings.connection_timeout):
-                ok = await channel.queue_purge(queue)
-        except aiormq.exceptions.ChannelNotFoundEntity:
-            self._control = None
-            raise QueueNotFound(f"AMQP queue {queue!r} does not exist") from None
-        except CONNECT_ERRORS as exc:
-            self._control = None
-            raise DriverUnavailable(f"cannot purge AMQP queue {queue!r}: {exc}") from exc
+        async with self._boundary("purge", queue):
+            ok = await channel.queue_purge(queue)
         return int(ok.message_count or 0)
 
 
