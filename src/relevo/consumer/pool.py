@@ -156,6 +156,8 @@ class WorkerPool:
         get, handler, decode, auto_ack = self.buffer.get, self.handler, self.decode, self.auto_ack
         wrapped, meter, clock = self.wrapped, self.meter, time.perf_counter
         started = 0.0
+        if meter is not None:  # raw figures: appends here, the meter buckets them in flush
+            spent, starts, heads, batch = meter.spent, meter.starts, meter.headers, meter.batch
         set_delivery = current_delivery.set
         handled = 0
         while True:
@@ -203,7 +205,12 @@ class WorkerPool:
                     log_failure(self.label, self.queue_id, delivery, refusal)
                     delivery.nack(refusal)
             if meter is not None:
-                meter.handled(delivery, started)
+                spent.append(clock() - started)
+                if delivery.attempts == 1:
+                    starts.append(started)
+                    heads.append(delivery.headers)
+                if len(spent) > batch:
+                    meter.flush()
             handled += 1
             self.processed += 1
             if handled % _YIELD_EVERY == 0:

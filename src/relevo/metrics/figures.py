@@ -13,6 +13,8 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 from typing import Any, Protocol
 
+from relevo.message import Headers
+
 BUCKETS: tuple[float, ...] = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
     1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
@@ -33,7 +35,8 @@ QUEUE_STATES: tuple[str, ...] = ("ready", "in_flight", "delayed")
 DUE_HEADER = "x_due"
 """Epoch seconds at which a message published with metrics on became (or becomes) due."""
 
-# A dead letter's copy (`x_original_queue`) keeps the original's `x_due`: not observed.
+ORIGIN_HEADER = "x_original_queue"
+"""Set on a dead letter's copy, which keeps the original's `x_due`: its wait is not observed."""
 
 Snapshot = dict[str, Any]
 """{"published": {queue: n}, "wait": {queue: hist}, "consumers": {consumer: {...}},
@@ -91,13 +94,15 @@ class Acks(Protocol):
 class ConsumerFigures:
     """One consumer's settlements per outcome and handler times, and its queue's waits.
 
-    It is the consumer's `Meter`: its worker pool calls `handled` after every handler
-    call. Acks are counted by the consumer's middleware chain (`scope.acked`), failures
-    by the `settled` hook.
+    It is the consumer's `Meter`: its worker pool appends each handler call's seconds
+    to `spent`, and each first delivery's handler start and headers to `starts` and
+    `headers`, with no call per message; `flush` (when `spent` is full, and before
+    every snapshot) turns them into the histograms. Acks are counted by the consumer's
+    middleware chain (`scope.acked`), failures by the `settled` hook.
     """
 
-    __slots__ = ("_acks", "_acks_before", "clock", "consumer_id", "outcomes", "processing",
-                 "queue_id", "wait")
+    __slots__ = ("_acks", "_acks_before", "batch", "clock", "consumer_id", "headers",
+                 "outcomes", "processing", "queue_id", "spent", "starts", "wait")
 
     def __init__(self, consumer_id: str, queue_id: str, wait: Histogram, clock: Clock) -> None:
         self.consumer_id = consumer_id
@@ -106,6 +111,10 @@ class ConsumerFigures:
         self.clock = clock
         self.outcomes = [0, 0, 0, 0]  # ack stays 0 here: see acked()
         self.processing = Histogram()
+        self.spent: list[float] = []
+        self.starts: list[float] = []
+        self.headers: list[Headers] = []
+        self.batch = PENDING_MAX
         self._acks: Acks | None = None
         self._acks_before = 0  # acks of the consumer's earlier runs
 
@@ -118,20 +127,23 @@ class ConsumerFigures:
     def acked(self) -> int:
         return self._acks_before + (self._acks.acked if self._acks is not None else 0)
 
-    def handled(self, delivery: Any, started: float, _perf: Any = time.perf_counter) -> None:
-        # the hot path: one clock read and two list appends (`_perf` is bound as a
-        # local, which Python reads faster than a global); bucketing waits for a flush
-        pending = self.processing.pending
-        pending.append(_perf() - started)
-        if delivery.attempts == 1:
-            due = delivery.headers.get("x_due")
-            if due is not None and "x_original_queue" not in delivery.headers:
-                waits = self.wait.pending
-                waits.append(started + self.clock.epoch_offset - due)
-                if len(waits) > PENDING_MAX:
-                    self.wait.flush()
-        if len(pending) > PENDING_MAX:
+    def flush(self) -> None:
+        """Bucket the raw figures the pool appended, then empty the lists in place."""
+        if self.spent:
+            self.processing.pending.extend(self.spent)
+            self.spent.clear()
             self.processing.flush()
+        if self.starts:
+            offset = self.clock.epoch_offset
+            waits = self.wait.pending
+            for started, headers in zip(self.starts, self.headers, strict=True):
+                due = headers.get(DUE_HEADER)
+                # a dead letter's copy keeps the original's `x_due`: not observed
+                if due is not None and ORIGIN_HEADER not in headers:
+                    waits.append(started + offset - due)  # type: ignore[operator]
+            self.starts.clear()
+            self.headers.clear()
+            self.wait.flush()
 
 
 class Clock:
@@ -170,6 +182,8 @@ class Figures:
 
     def snapshot(self, in_flight: dict[str, int] | None = None) -> Snapshot:
         """Plain data; `in_flight` gives each consumer's deliveries in a handler now."""
+        for consumer in self.consumers.values():
+            consumer.flush()  # before the sync: starts were read with the old offset
         self.clock.sync()
         in_flight = in_flight or {}
         return {

@@ -1,10 +1,11 @@
 """The metrics middleware: counts publishes and settlements, times handlers and waits.
 
 It avoids the costly hooks: no coroutine around the handler (`handle`), no hook call
-per ack. Each consumer's worker pool tells its `ConsumerFigures` (the consumer's meter)
-of every handler call with its start time; the middleware chain counts acks in the
-consumer's scope; only failures reach the `settled` hook. What remains per message is
-two clock reads and two list appends (the histograms bucket in batches).
+per ack. Each consumer's worker pool appends every handler call's time (and a first
+delivery's start and headers) to its `ConsumerFigures` (the consumer's meter), which
+buckets them in batches; the middleware chain counts acks in the consumer's scope;
+only failures reach the `settled` hook. What remains per message is two clock reads
+and a few list appends.
 
 Wait time needs each message's due time. A publish through this middleware stamps it in
 the `x_due` header (epoch seconds: the publish time, or the end of a delayed publish's

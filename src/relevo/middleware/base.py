@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from relevo.message import Delivery, Disposition, Envelope, Failure
+from relevo.message import Delivery, Disposition, Envelope, Failure, Headers
 
 PublishNext = Callable[[Sequence[Envelope], float | None], Awaitable[None]]
 HandleNext = Callable[[Delivery, Any], Awaitable[Any]]
@@ -33,10 +33,22 @@ class Settlement:
 
 
 class Meter(Protocol):
-    """Told of every handler call of one consumer by its worker pool (on the loop)."""
+    """Raw figures of one consumer's handler calls, appended to by its worker pool.
 
-    def handled(self, delivery: Delivery, started: float) -> None:
-        """The handler returned or raised; `started` is `time.perf_counter()` before it."""
+    The pool does no call per message: it appends to these lists (a handler call's
+    seconds to `spent`; for a first delivery, its start and headers to `starts` and
+    `headers`) and calls `flush` once `spent` holds more than `batch` values. The
+    owner turns them into its figures in `flush` and empties the lists in place (the
+    pool keeps references to them).
+    """
+
+    spent: list[float]  # perf_counter seconds of each handler call
+    starts: list[float]  # perf_counter at the handler start of each first delivery
+    headers: list[Headers]  # those first deliveries' headers, in the same order
+    batch: int
+
+    def flush(self) -> None:
+        """Take in what the lists hold and empty them (on the loop thread)."""
 
 
 class ConsumerScope:
@@ -92,9 +104,9 @@ class Middleware:
         return await call_next(delivery, payload)
 
     def meter(self, scope: ConsumerScope) -> Meter | None:
-        """A consumer starts: return the object its worker pool tells of every handler
-        call, or None. Cheaper than `handle` (no coroutine, no hook frames): the pool calls
-        `meter.handled(delivery, started)` once per call, after it settled the delivery."""
+        """A consumer starts: return the `Meter` its worker pool records every handler
+        call in, or None. Cheaper than `handle` (no coroutine, no call at all per message:
+        the pool appends raw numbers to the meter's lists after it settled the delivery)."""
         return None
 
     def nack(

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from types import CoroutineType
 from typing import Any
 
-from relevo.message import Delivery, Disposition, Failure, Outcome, settle_failure
+from relevo.message import Delivery, Disposition, Failure, Headers, Outcome, settle_failure
 from relevo.middleware.base import (
     ConsumerScope,
     HandleNext,
@@ -137,9 +137,21 @@ def _ignore(delivery: Delivery, settlement: Settlement) -> None:
 
 
 class _Meters:
+    """Several middlewares' meters behind one: each flush hands every one a copy."""
+
     def __init__(self, meters: list[Meter]) -> None:
         self.meters = meters
+        self.spent: list[float] = []
+        self.starts: list[float] = []
+        self.headers: list[Headers] = []
+        self.batch = min(m.batch for m in meters)
 
-    def handled(self, delivery: Delivery, started: float) -> None:
+    def flush(self) -> None:
         for meter in self.meters:
-            meter.handled(delivery, started)
+            meter.spent.extend(self.spent)
+            meter.starts.extend(self.starts)
+            meter.headers.extend(self.headers)
+            meter.flush()
+        self.spent.clear()
+        self.starts.clear()
+        self.headers.clear()
