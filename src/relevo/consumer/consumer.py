@@ -74,6 +74,7 @@ class Consumer:
             self.entry_id, self.queue.entry_id, handler,
             chain.handle if chain is not None else None,
             chain.meter if chain is not None else None,
+            chain.ack_counter if chain is not None else None,
             self.queue.codec.decode, self.concurrency, self.auto_ack, self.runtime,
         )
         pool.start()

@@ -20,8 +20,8 @@ from relevo.consumer.settle import describe, nack_reason
 from relevo.context import Runtime, current_delivery, current_runtime
 from relevo.control import Reject, Retry
 from relevo.functions.base import Handler
-from relevo.message import Delivery
-from relevo.middleware.base import Meter
+from relevo.message import Delivery, Outcome
+from relevo.middleware.base import ConsumerScope, Meter
 
 WrappedHandler = Callable[[Delivery, Any], Any]
 """The handler inside the consumer's `handle` middlewares (composed once, awaitable)."""
@@ -75,6 +75,7 @@ class WorkerPool:
         handler: Handler,
         wrapped: WrappedHandler | None,
         meter: Meter | None,
+        ack_counter: ConsumerScope | None,
         decode: Callable[[bytes], Any],
         concurrency: int,
         auto_ack: bool,
@@ -85,6 +86,9 @@ class WorkerPool:
         self.handler = handler
         self.wrapped = wrapped  # None: no middleware wraps handling, call the handler bare
         self.meter = meter  # None: no middleware measures handler calls
+        # not None: the chain only counts acks; the pool settles its acks straight with
+        # the driver (it runs on the driver's loop) and counts them in `acked`
+        self.ack_counter = ack_counter
         self.decode = decode
         self.concurrency = concurrency
         self.auto_ack = auto_ack
@@ -155,6 +159,7 @@ class WorkerPool:
             current_runtime.set(self.runtime)
         get, handler, decode, auto_ack = self.buffer.get, self.handler, self.decode, self.auto_ack
         wrapped, meter, clock = self.wrapped, self.meter, time.perf_counter
+        counter, acked = self.ack_counter, Outcome.ACK
         started = 0.0
         if meter is not None:  # raw figures: appends here, the meter buckets them in flush
             spent, starts, heads, batch = meter.spent, meter.starts, meter.headers, meter.batch
@@ -196,7 +201,11 @@ class WorkerPool:
             else:
                 refusal = nack_reason(result)
                 if refusal is None:
-                    delivery.ack()
+                    if counter is None:
+                        delivery.ack()
+                    elif delivery.claim():  # what delivery.ack() does through the chain
+                        delivery.settler.settle(delivery, acked)
+                        counter.acked += 1
                 elif type(result) is Retry:  # Lua's `return nil, err, delay`
                     self.failed += 1
                     self._retry(delivery, result)

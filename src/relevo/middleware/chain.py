@@ -55,6 +55,9 @@ class ConsumerChain:
         self._watchers = [m.settled for m in watching]
         self._ack_watchers = [m.settled for m in watching if m.settled_acks]
         self.observes_ack = bool(watching)  # an ack reaches `ack()` below, not the driver
+        # an ack needs nothing but counting: the worker pool may settle its own acks
+        # with the driver and add them to `scope.acked` itself (no frames per ack)
+        self.ack_counter = scope if watching and not self._ack_watchers else None
         scope.report = self._report if self._watchers else _ignore
         self.fail_next = self._compose_nack()
         self.handle = self._compose_handle(handler)

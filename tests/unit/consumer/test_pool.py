@@ -19,8 +19,8 @@ from tests.waiting import wait_until
 
 def pool(handler: Any, concurrency: int = 1, auto_ack: bool = False) -> WorkerPool:
     return WorkerPool("test-consumer", "test-queue", handler, wrapped=None, meter=None,
-                      decode=json.loads, concurrency=concurrency, auto_ack=auto_ack,
-                      runtime=None)
+                      ack_counter=None, decode=json.loads, concurrency=concurrency,
+                      auto_ack=auto_ack, runtime=None)
 
 
 async def run(handler: Any, bodies: dict[str, bytes]) -> RecordingSettler:
