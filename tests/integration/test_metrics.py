@@ -118,6 +118,32 @@ async def test_counters_equal_the_messages_published_and_settled_per_outcome() -
     assert value(samples, "relevo_driver_reconnects_total", driver="m1:mem") == 0
 
 
+def ack_itself(body: str) -> Any:
+    if body == "self":
+        relevo.message().ack()  # settled by the handler: the pool's ack afterwards is void
+    return None
+
+
+async def test_an_ack_counts_once_whether_the_handler_or_the_pool_makes_it() -> None:
+    """The pool settles its own acks past the middleware chain and counts them itself;
+    an ack the handler makes goes through the chain: each must count once, never twice."""
+    source = app_source("m9", consumers=False)
+    source["entries"] += [
+        {"name": "fn", "kind": "function.python", "handler": ack_itself},
+        {"name": "worker", "kind": "queue.consumer", "queue": "work", "func": "fn",
+         "concurrency": 2, "lifecycle": {"auto_start": True}},
+    ]
+    async with relevo.load(source) as app:
+        for body in ["self"] * 3 + ["plain"] * 4:
+            await app.publish("m9:work", body)
+        await app.join("m9:work")
+        samples = await scrape(app, "m9:metrics")
+    work = {"queue": "m9:work", "consumer": "m9:worker"}
+    assert value(samples, "relevo_messages_processed_total", **work, outcome="ack") == 7
+    assert value(samples, "relevo_message_processing_seconds_count", **work) == 7
+    assert value(samples, "relevo_message_wait_seconds_count", queue="m9:work") == 7
+
+
 async def test_every_series_of_the_contract_is_there_before_any_message() -> None:
     async with relevo.load(app_source("m2")) as app:
         samples = await scrape(app, "m2:metrics")
