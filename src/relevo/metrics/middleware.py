@@ -4,8 +4,8 @@ It avoids the costly hooks: no coroutine around the handler (`handle`), no hook 
 per ack. Each consumer's worker pool appends every handler call's time (and a first
 delivery's start and headers) to its `ConsumerFigures` (the consumer's meter), which
 buckets them in batches; acks are counted in the consumer's scope (by the pool for
-its own acks, by the chain for the others); only failures reach the `settled` hook. What remains per message is two clock reads
-and a few list appends.
+its own acks, by the chain for the others); only failures reach the `settled` hook.
+What remains per message is two clock reads and a few list appends.
 
 Wait time needs each message's due time. A publish through this middleware stamps it in
 the `x_due` header (epoch seconds: the publish time, or the end of a delayed publish's
