@@ -8,13 +8,20 @@ raw psycopg baseline right before the driver, in the same process; the table sho
 best of each figure, and the per-round ratios are printed too (on a shared machine a
 single run's ratio can move by 2x either way).
 
+Like with like: the baseline and relevo write the same payload (47-byte body, relevo's
+message IDs) in the same batches (100 rows per publish statement, 100 per claim), into a
+table of the same shape: relevo's own `messages` columns (seq, queue, id, body, headers,
+attempts, due) and its ready index on (queue, due, seq), so both publish and claim pay for
+the same two indexes and the same row width. The baseline has no lease columns: those are
+what relevo adds.
+
 The baseline: publish is one `INSERT ... SELECT FROM unnest` of 100 rows per statement;
-drain is one `DELETE ... WHERE seq IN (SELECT ... ORDER BY seq LIMIT 100 FOR UPDATE SKIP
-LOCKED) RETURNING` per batch, in a loop: the least work a queue on PostgreSQL can do (no
-lease, no attempt count, nothing survives a crash between claim and handling). A second
-raw row shows the loop most applications write: claim and delete in one transaction.
-relevo drains through one subscription (prefetch 100, 16 workers acking). procrastinate
-(the peer) defers in batches of 100 and runs one worker with concurrency 16.
+drain is one `DELETE ... WHERE seq IN (SELECT ... WHERE queue = .. ORDER BY due, seq
+LIMIT 100 FOR UPDATE SKIP LOCKED) RETURNING` per batch, in a loop: the least work a queue
+on PostgreSQL can do (no lease, no attempt count, nothing survives a crash between claim
+and handling). A second raw row shows the loop most applications write: claim and delete
+in one transaction. relevo drains through one subscription (prefetch 100, 16 workers
+acking). procrastinate (the peer) defers in batches of 100 and runs one worker with concurrency 16.
 
 Needs PostgreSQL at $RELEVO_POSTGRES_DSN (default
 postgresql://postgres@127.0.0.1:5432/postgres); every table lives in throwaway schemas,
@@ -55,6 +62,21 @@ RUN = uuid.uuid4().hex[:8]
 SCHEMAS = {"raw": f"relevo_bench_raw_{RUN}", "relevo": f"relevo_bench_{RUN}",
            "procrastinate": f"relevo_bench_procrastinate_{RUN}"}
 
+# The baseline's table: relevo's messages table and ready index, less the lease columns;
+# made anew by each measurement (as relevo's schema is), so no round inherits dead rows.
+# ANALYZED: every measurement analyzes its table between publishing and draining (not
+# timed), as autovacuum would have: a freshly filled table without statistics gets a
+# sequential-scan plan for the claim, which would time the planner, not the queue.
+TABLE = """
+    DROP TABLE IF EXISTS {schema}.jobs;
+    CREATE TABLE {schema}.jobs (
+        seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, queue text NOT NULL,
+        id text NOT NULL, body bytea NOT NULL, headers bytea,
+        attempts integer NOT NULL DEFAULT 0, due timestamptz NOT NULL DEFAULT now());
+    CREATE INDEX jobs_ready ON {schema}.jobs (queue, due, seq)"""
+INSERT = ("INSERT INTO {schema}.jobs (queue, id, body) "
+          "SELECT 'bench', * FROM unnest(%s::text[], %s::bytea[])")
+
 
 async def connect(**options: Any) -> psycopg.AsyncConnection[Any]:
     return await psycopg.AsyncConnection.connect(DSN, autocommit=True, **options)
@@ -67,18 +89,18 @@ async def raw_psycopg(count: int) -> Row:
     schema = SCHEMAS["raw"]
     async with await connect() as conn:
         await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-        await conn.execute(f"CREATE TABLE IF NOT EXISTS {schema}.jobs (seq bigint GENERATED "
-                           "ALWAYS AS IDENTITY PRIMARY KEY, id text NOT NULL, body bytea NOT NULL)")
-        insert = (f"INSERT INTO {schema}.jobs (id, body) "
-                  "SELECT * FROM unnest(%s::text[], %s::bytea[])")
+        await conn.execute(TABLE.format(schema=schema))
+        insert = INSERT.format(schema=schema)
         started = time.perf_counter()
         for first in range(0, count, BATCH):
             size = min(BATCH, count - first)
             await conn.execute(insert, ([next_id() for _ in range(size)], [BODY] * size))
         published = rate(count, started)
+        await conn.execute(f"ANALYZE {schema}.jobs")  # see ANALYZED
 
         claim = (f"DELETE FROM {schema}.jobs WHERE seq IN (SELECT seq FROM {schema}.jobs "
-                 f"ORDER BY seq LIMIT {BATCH} FOR UPDATE SKIP LOCKED) RETURNING id, body")
+                 f"WHERE queue = 'bench' ORDER BY due, seq LIMIT {BATCH} FOR UPDATE SKIP "
+                 "LOCKED) RETURNING id, body, headers, attempts")
         seen = 0
         started = time.perf_counter()
         while seen < count:
@@ -89,18 +111,46 @@ async def raw_psycopg(count: int) -> Row:
                f"INSERT unnest x{BATCH}; DELETE .. SKIP LOCKED x{BATCH} RETURNING")
 
 
+async def raw_thin(count: int) -> Row:
+    """The baseline's loop on the thinnest table a queue can have (seq, id, body; one
+    queue, the primary key as the only index): what the table shape itself costs."""
+    schema = SCHEMAS["raw"]
+    async with await connect() as conn:
+        await conn.execute(f"DROP TABLE IF EXISTS {schema}.thin; CREATE TABLE {schema}.thin "
+                           "(seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
+                           "id text NOT NULL, body bytea NOT NULL)")
+        insert = (f"INSERT INTO {schema}.thin (id, body) "
+                  "SELECT * FROM unnest(%s::text[], %s::bytea[])")
+        started = time.perf_counter()
+        for first in range(0, count, BATCH):
+            size = min(BATCH, count - first)
+            await conn.execute(insert, ([next_id() for _ in range(size)], [BODY] * size))
+        published = rate(count, started)
+        await conn.execute(f"ANALYZE {schema}.thin")
+        claim = (f"DELETE FROM {schema}.thin WHERE seq IN (SELECT seq FROM {schema}.thin "
+                 f"ORDER BY seq LIMIT {BATCH} FOR UPDATE SKIP LOCKED) RETURNING id, body")
+        seen = 0
+        started = time.perf_counter()
+        while seen < count:
+            seen += len(await (await conn.execute(claim)).fetchall())
+        drained = rate(count, started)
+    return Row("raw psycopg, thin table (seq, id, body)", published, drained,
+               "same loop; no queue column, no ready index")
+
+
 async def raw_transactional(count: int) -> Row:
     """The loop most applications write: claim in a transaction, handle, delete, commit
     (the transaction, not a lease, holds the rows while they are handled)."""
     schema = SCHEMAS["raw"]
     async with await connect() as conn:
-        insert = (f"INSERT INTO {schema}.jobs (id, body) "
-                  "SELECT * FROM unnest(%s::text[], %s::bytea[])")
+        await conn.execute(TABLE.format(schema=schema))
+        insert = INSERT.format(schema=schema)
         for first in range(0, count, BATCH):
             size = min(BATCH, count - first)
             await conn.execute(insert, ([next_id() for _ in range(size)], [BODY] * size))
-        claim = (f"SELECT seq, id, body FROM {schema}.jobs ORDER BY seq LIMIT {BATCH} "
-                 "FOR UPDATE SKIP LOCKED")
+        await conn.execute(f"ANALYZE {schema}.jobs")
+        claim = (f"SELECT seq, id, body, headers, attempts FROM {schema}.jobs "
+                 f"WHERE queue = 'bench' ORDER BY due, seq LIMIT {BATCH} FOR UPDATE SKIP LOCKED")
         delete = f"DELETE FROM {schema}.jobs WHERE seq = ANY(%s)"
         seen = 0
         started = time.perf_counter()
@@ -120,6 +170,8 @@ async def raw_transactional(count: int) -> Row:
 async def relevo_driver(count: int) -> list[Row]:
     name = "driver"
     settings = PostgresSettings.model_validate({"dsn": DSN, "schema": SCHEMAS["relevo"]})
+    async with await connect() as conn:  # fresh tables each round, as the baseline's
+        await conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMAS['relevo']} CASCADE")
     driver = PostgresDriver(settings)
     await driver.start()
     try:
@@ -129,6 +181,8 @@ async def relevo_driver(count: int) -> list[Row]:
             size = min(BATCH, count - first)
             await driver.publish(name, [Envelope(next_id(), BODY) for _ in range(size)])
         batch_rate = rate(count, started)
+        async with await connect() as conn:
+            await conn.execute(f"ANALYZE {SCHEMAS['relevo']}.messages")
         drained = await drain_driver(driver, name, count, CONCURRENCY, BATCH)
 
         # One message per publish call, 100 publishers at once: `app.publish` from many
@@ -215,14 +269,18 @@ async def main(count: int, skip_peers: bool) -> None:
     print(textwrap.dedent(f"""\
         PostgreSQL benchmark: {count:,} messages of {len(BODY)} bytes, batches of {BATCH}.
         Python {sys.version.split()[0]}, psycopg {psycopg.__version__}, server at {DSN}.
-        The machine is shared: absolute figures are noisy, compare the ratios.
+        Like with like: same payload, same batch size, same table shape (relevo's
+        messages columns and ready index; the baseline has no lease columns).
+        Load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores: absolute figures
+        are noisy on a shared machine, compare the ratios.
         """))
     logging.getLogger("procrastinate").setLevel(logging.ERROR)
     try:
         # Interleaved rounds, best of each: other work on a shared machine slows single
         # runs at random, and the best run is the one it disturbed least.
         rounds = [(await raw_psycopg(count), *await relevo_driver(count),
-                   await raw_transactional(count)) for _ in range(ROUNDS)]
+                   await raw_transactional(count), await raw_thin(count))
+                  for _ in range(ROUNDS)]
         rows = [best([r[i] for r in rounds]) for i in range(len(rounds[0]))]
         baseline = rows[0]
         print(f"  measured the raw loop and the driver (best of {ROUNDS} rounds)", flush=True)
@@ -231,6 +289,9 @@ async def main(count: int, skip_peers: bool) -> None:
             listed = ", ".join(f"{x:.2f}" for x in ratios)
             print(f"  driver/raw {field} ratio per round: {listed} "
                   f"(median {ratios[len(ratios) // 2]:.2f})")
+            thin = sorted(getattr(r[1], field) / getattr(r[-1], field) for r in rounds)
+            print(f"  driver/thin-table {field} ratio, median of rounds: "
+                  f"{thin[len(thin) // 2]:.2f}")
         if not skip_peers:
             try:
                 # procrastinate runs one job per fetch: a tenth of the volume keeps the
