@@ -49,9 +49,14 @@ class Rows:
         self.dues += [due] * len(envelopes)
 
     def params(self, queue: str, queries: Queries) -> dict[str, Any]:
+        """The statement's parameters. A column with nothing in it (no headers, no
+        attempts, no due time: the common batch) goes as NULL, not as an array of
+        defaults: `unnest` pads it, and the batch costs two arrays instead of five."""
         return {"queue": queue, "channel": queries.channel, "ids": self.ids,
-                "bodies": self.bodies, "headers": self.headers, "attempts": self.attempts,
-                "dues": self.dues}
+                "bodies": self.bodies,
+                "headers": self.headers if any(self.headers) else None,
+                "attempts": self.attempts if any(self.attempts) else None,
+                "dues": self.dues if any(d is not None for d in self.dues) else None}
 
 
 class Publisher:
