@@ -1090,3 +1090,33 @@ async def test_an_app_on_rabbitmq_waits_out_its_retry_policy_in_the_broker_then_
         assert calls[2].headers == {"ratio": 0.1}
         info = await app.info("app:tasks")
         assert (info["message_count"], info["delayed"]) == (0, 0)
+
+
+async def test_a_channel_that_fails_to_open_while_resubscribing_is_tried_again(
+    make_driver: Callable[..., Awaitable[AmqpDriver]], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Regression: when the link dropped again while a consumer was opening its new
+    channel, the client's raw connection error killed the resubscribe task, and the
+    consumer received nothing more."""
+    name = f"relevo-test-conn-{uuid.uuid4().hex[:8]}"
+    driver = await make_driver(connection_name=name, reconnect_delay=0.1)
+    queue = unique("reopen")
+    await driver.declare(QueueSpec(queue, {"durable": False}))
+    sink = Collector(auto="ack")
+    sub = await driver.attach(queue, sink, 10, {})
+    link = sub._link
+    opened = link.channel
+    failures = [aiormq.exceptions.AMQPConnectionError("dropped while opening a channel")]
+
+    async def flaky(deadline: float | None, confirms: bool = True) -> Any:
+        if not confirms and failures:  # the consumer's channel, once
+            raise failures.pop()
+        return await opened(deadline, confirms=confirms)
+
+    monkeypatch.setattr(link, "channel", flaky)
+    await close_connection_broker_side(name)
+    await wait_until(lambda: not failures, 10, "the consumer to try a channel")
+    await driver.publish(queue, [envelope(1)])
+    await sink.wait_for(1)
+    assert not sub.failure.done()
+    await sub.close()

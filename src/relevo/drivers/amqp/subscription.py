@@ -109,7 +109,10 @@ class AmqpSubscription:
         self._flusher = self._task(self._flush_loop(), f"relevo-amqp-ack:{self.queue}")
 
     async def _subscribe(self, deadline: float | None) -> None:
-        channel = await self._link.channel(deadline, confirms=False)
+        try:
+            channel = await self._link.channel(deadline, confirms=False)
+        except CONNECT_ERRORS as exc:  # the link dropped again while opening the channel
+            raise DriverUnavailable(f"cannot open a channel for {self.queue!r}: {exc}") from exc
         self._reset(channel)
         try:
             async with asyncio.timeout_at(deadline):
