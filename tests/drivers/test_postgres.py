@@ -259,6 +259,55 @@ async def test_concurrent_publishes_share_statements_but_not_failures(
     await sub.close()
 
 
+async def test_a_publisher_cancelled_mid_statement_does_not_strand_those_behind_it(
+    driver: PostgresDriver,
+) -> None:
+    """A lone publisher writes its batch itself; publishes arriving meanwhile queue behind
+    it. Cancelling it must still let theirs be written, in order."""
+    queue = await declared(driver)
+    lone = envelope("first")
+    first = asyncio.create_task(driver.publish(queue, [lone]))
+    await asyncio.sleep(0)  # its statement is in flight now
+    behind = [envelope(i) for i in range(5)]
+    queued = [asyncio.create_task(driver.publish(queue, [e])) for e in behind]
+    await asyncio.sleep(0)
+    first.cancel()
+    await asyncio.gather(first, return_exceptions=True)
+    await asyncio.gather(*queued)
+    later = envelope("later")
+    await driver.publish(queue, [later])  # and the queue was not left busy
+    sink = Collector(auto="ack")
+    sub = await driver.attach(queue, sink, 10, {})
+    await sink.wait_for(len(behind) + 1)
+    await counts(driver, queue, message_count=0)
+    assert [i for i in sink.ids if i != lone.id] == [e.id for e in [*behind, later]]
+    await sub.close()
+
+
+async def test_a_driver_listens_only_once_a_consumer_attaches(
+    make_driver: MakeDriver, raw: psycopg.AsyncConnection[Any]
+) -> None:
+    """A publishing-only driver would read and drop a notification per publish."""
+    name = f"relevo-test-{uuid.uuid4().hex[:8]}"
+    driver = await make_driver(dsn=f"{POSTGRES_DSN}?application_name={name}")
+    queue = await declared(driver)
+    await driver.publish(queue, [envelope(1)])
+
+    async def listening() -> int:
+        found = await raw.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s "
+            "AND query LIKE 'LISTEN %%'", (name,))
+        row = await found.fetchone()
+        return row[0] if row is not None else 0
+
+    assert await listening() == 0
+    sink = Collector(auto="ack")
+    sub = await driver.attach(queue, sink, 10, {})
+    assert await listening() == 1
+    await sink.wait_for(1)
+    await sub.close()
+
+
 async def test_consumers_and_publishers_carry_on_after_the_server_drops_their_connections(
     make_driver: MakeDriver, raw: psycopg.AsyncConnection[Any]
 ) -> None:

@@ -1,7 +1,8 @@
 """`queue.driver.postgres`: queues as rows of one table, claimed with SKIP LOCKED.
 
-- start opens a connection pool and a LISTEN connection, and creates the schema if it
-  is missing (schema.sql, under an advisory lock), recording its version;
+- start opens a connection pool and creates the schema if it is missing (schema.sql,
+  under an advisory lock), recording its version; the LISTEN connection opens with the
+  first subscription;
 - publish is one INSERT ... SELECT FROM unnest(...) per batch with a NOTIFY at commit,
   through the pool or, for a transactional publish, through the caller's connection;
 - consume, settle and leases live in subscription.py and keeper.py.
@@ -73,7 +74,6 @@ class PostgresDriver:
             async with bounded("connect", self.settings.publish_timeout):
                 await pool.open(wait=True, timeout=self.settings.publish_timeout)
                 await self._create_schema(pool)
-                await listener.start()
         except BaseException:
             await pool.close()
             raise
@@ -209,6 +209,8 @@ class PostgresDriver:
         listener = self._listener
         if listener is None:
             raise DriverUnavailable("postgres driver is not running")
+        async with bounded(f"listen for {queue!r}", self.settings.publish_timeout):
+            await listener.listen()
         sub = PostgresSubscription(
             self._db(), self.queries, self.settings, listener, queue, sink, prefetch
         )

@@ -2,7 +2,9 @@
 
 One connection per driver, outside the pool, does nothing but wait for notifications.
 Every publish, nack and reclaim sends `NOTIFY <channel>, '<queue>'`; the listener sets
-the wake-up event of each subscription on that queue. When the connection drops it
+the wake-up event of each subscription on that queue. It connects when the driver's
+first subscription attaches: a driver that only publishes neither holds the connection
+nor reads (and drops) a notification per publish statement. When the connection drops it
 reconnects with backoff and wakes every subscription, since notifications sent in
 between are lost (the subscriptions' slow safety poll would find those rows too).
 """
@@ -39,13 +41,17 @@ class Listener:
         self.settings = settings
         self.queries = queries
         self.waiting: defaultdict[str, set[asyncio.Event]] = defaultdict(set)
-        self._listening = asyncio.Event()
+        self._starting = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
-        """Connect and LISTEN (bounded by publish_timeout; raises psycopg errors)."""
-        conn = await self._connect()
-        self._task = asyncio.create_task(self._run(conn), name="relevo-postgres-listen")
+    async def listen(self) -> None:
+        """Connect and LISTEN, unless already done (bounded by publish_timeout; raises
+        psycopg errors). Returns once notifications are being received, so a claim
+        made after it misses no NOTIFY of a publish committed after that claim."""
+        async with self._starting:
+            if self._task is None:
+                conn = await self._connect()
+                self._task = asyncio.create_task(self._run(conn), name="relevo-postgres-listen")
 
     async def stop(self) -> None:
         task, self._task = self._task, None

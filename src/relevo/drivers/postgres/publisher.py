@@ -1,11 +1,12 @@
 """Publishing: concurrent publishes to one queue coalesced into one INSERT.
 
-Each queue has at most one statement in flight; publishes that arrive meanwhile wait and
-go together in the next one (their envelopes in arrival order, each caller's in its own
-order). A hundred handlers publishing one message each therefore cost about one round
-trip and one commit per hundred messages, not one each; a lone publisher pays nothing
-extra. Each caller gives up on its own after `publish_timeout` (DriverUnavailable).
-"""
+Each queue has at most one statement in flight. A publish that finds none writes its
+own batch, in its own task; publishes that arrive meanwhile wait and go together in the
+next statement, which a writer task sends (their envelopes in arrival order, each
+caller's in its own order). A hundred handlers publishing one message each therefore
+cost about one round trip and one commit per hundred messages, not one each; a lone
+publisher pays no task, no future and no hand-off. Each caller gives up on its own
+after `publish_timeout` (DriverUnavailable)."""
 
 from __future__ import annotations
 
@@ -60,7 +61,7 @@ class Rows:
 
 
 class Publisher:
-    """The writers behind `PostgresDriver.publish`, one per queue while it has work."""
+    """The statements behind `PostgresDriver.publish`: at most one in flight per queue."""
 
     def __init__(
         self, pool: AsyncConnectionPool, queries: Queries, settings: PostgresSettings
@@ -68,31 +69,55 @@ class Publisher:
         self.pool = pool
         self.queries = queries
         self.settings = settings
+        self._busy: set[str] = set()  # queues with a statement in flight
         self._pending: dict[str, list[tuple[Rows, asyncio.Future[None]]]] = {}
-        self._writers: dict[str, asyncio.Task[None]] = {}
+        self._writers: set[asyncio.Task[None]] = set()
+        self._closed = False
 
     async def publish(self, queue: str, envelopes: Sequence[Envelope], due: float | None) -> None:
         rows = Rows()
         rows.add(queue, envelopes, due)
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
+        if self._closed:
+            raise DriverUnavailable("postgres driver stopped")
+        if queue in self._busy:
+            await self._join(queue, rows)
+            return
+        # Nothing in flight for this queue: the caller writes its own batch (no task, no
+        # future); publishes arriving meanwhile queue up and go together after it.
+        self._busy.add(queue)
+        try:
+            await self._write(queue, rows)
+        finally:
+            self._hand_over(queue)
+
+    async def _join(self, queue: str, rows: Rows) -> None:
+        """Wait for the writer to store `rows` with the next batch of `queue`."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.setdefault(queue, []).append((rows, future))
-        if queue not in self._writers:
-            self._writers[queue] = loop.create_task(
-                self._write_loop(queue), name=f"relevo-pg-publish:{queue}"
-            )
-        done, _ = await asyncio.wait({future}, timeout=self.settings.publish_timeout)
-        if not done:
-            future.cancel()
+        try:
+            async with asyncio.timeout(self.settings.publish_timeout):
+                await future  # cancelled on timeout: the writer then leaves its rows out
+        except TimeoutError:
             raise DriverUnavailable(
                 f"postgres publish to {queue!r} did not complete within the publish "
                 f"timeout of {self.settings.publish_timeout}s"
+            ) from None
+
+    def _hand_over(self, queue: str) -> None:
+        """The statement in flight for `queue` is done: what queued behind it goes next."""
+        if queue in self._pending and not self._closed:
+            task = asyncio.get_running_loop().create_task(
+                self._write_loop(queue), name=f"relevo-pg-publish:{queue}"
             )
-        future.result()
+            self._writers.add(task)
+            task.add_done_callback(self._writers.discard)
+        else:
+            self._busy.discard(queue)
 
     async def close(self) -> None:
         """Stop the writers; publishes still waiting fail with DriverUnavailable."""
-        for task in list(self._writers.values()):
+        self._closed = True
+        for task in list(self._writers):
             task.cancel()
             await asyncio.wait({task}, timeout=2.0)
         for batch in self._pending.values():
@@ -130,7 +155,7 @@ class Publisher:
                         if not future.done():
                             future.set_result(None)
         finally:
-            self._writers.pop(queue, None)
+            self._busy.discard(queue)
 
     async def _write(self, queue: str, rows: Rows) -> None:
         """One INSERT. Retried on a fresh connection when the server dropped the one it
