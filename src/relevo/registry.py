@@ -9,6 +9,9 @@ from typing import TYPE_CHECKING, Any, Generic, cast
 from pydantic import BaseModel
 from typing_extensions import TypeVar
 
+from relevo.errors import QueueNotFound
+from relevo.ids import split
+
 if TYPE_CHECKING:
     from relevo.config.models import ConsumerSettings, EntryHead, QueueSettings
 
@@ -63,6 +66,21 @@ class Registry:
 
     def consumers(self) -> list[Entry[ConsumerSettings]]:
         return cast("list[Entry[ConsumerSettings]]", self.of_kind("queue.consumer"))
+
+    def queue_id(self, text: str) -> str:
+        """The queue entry ID that `text` names: a full ID, or a bare name that exactly
+        one namespace has (as the command line accepts). QueueNotFound otherwise."""
+        queues = [e.id for e in self.queues()]
+        if text in queues:
+            return text
+        if ":" not in text:
+            found = sorted(q for q in queues if split(q)[1] == text)
+            if len(found) == 1:
+                return found[0]
+            if found:
+                raise QueueNotFound(f"{text!r} is ambiguous: {', '.join(found)}; give the full ID")
+        known = ", ".join(sorted(queues)) or "none"
+        raise QueueNotFound(f"no queue entry {text!r}; queues: {known}")
 
     def closure(self, ids: Iterable[str]) -> set[str]:
         """The entries given plus everything they depend on, transitively."""

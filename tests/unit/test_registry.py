@@ -1,9 +1,11 @@
-"""The registry's dependency order: what starts first, what stops first, and cycles."""
+"""The registry's dependency order (what starts first, what stops first, cycles) and the
+queue a name means."""
 
 from __future__ import annotations
 
 import pytest
 
+from relevo.errors import QueueNotFound
 from relevo.registry import Entry, Registry
 
 
@@ -65,3 +67,17 @@ def test_of_kind_selects_by_kind_prefix() -> None:
     })
     assert [e.id for e in mixed.of_kind("queue.driver.")] == ["d"]
     assert sorted(e.id for e in mixed.of_kind("queue")) == ["d", "q"]
+
+
+def test_a_queue_is_named_by_its_full_id_or_a_bare_name_one_namespace_has() -> None:
+    queues = Registry({
+        entry_id: Entry(entry_id, kind, "app.yaml", None, None, None)  # type: ignore[arg-type]
+        for entry_id, kind in [("one:tasks", "queue.queue"), ("two:tasks", "queue.queue"),
+                               ("one:mail", "queue.queue"), ("one:fn", "function.python")]
+    })
+    assert queues.queue_id("two:tasks") == "two:tasks"
+    assert queues.queue_id("mail") == "one:mail"
+    with pytest.raises(QueueNotFound, match="'tasks' is ambiguous: one:tasks, two:tasks"):
+        queues.queue_id("tasks")
+    with pytest.raises(QueueNotFound, match="no queue entry 'fn'; queues: one:mail, one:tasks"):
+        queues.queue_id("fn")
