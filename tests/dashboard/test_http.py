@@ -106,6 +106,7 @@ def test_the_overview_lists_every_entry_with_its_status_and_every_queue_with_cou
         assert entry in page.text
     assert cells(page.text, "shop:emails") == {"ready": "3", "in_flight": "0", "delayed": "0"}
     assert 'class="status s-unknown"' in page.text  # the consumer was never started
+    assert "not started</span>" in page.text
 
 
 def test_a_queue_page_pages_through_its_messages_never_loading_more_than_a_page(

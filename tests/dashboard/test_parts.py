@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import pytest
 
-from relevo.dashboard.chart import _nice, chart
+from relevo.dashboard.chart import SPARK_PAD, _nice, chart, sparkline
 from relevo.dashboard.history import KEEP_S, CountDeltaRates, History
 from relevo.dashboard.serve import parse_listen
 from relevo.drivers.base import QueueStats
@@ -49,6 +50,17 @@ def test_a_young_history_is_drawn_over_what_it_has_not_a_whole_hour() -> None:
     assert drawn.left_label == "-4 min"
     first_x = float(drawn.lines["ready"].split()[0].split(",")[0])
     assert first_x == pytest.approx(0.0)
+
+
+def test_a_sparkline_keeps_off_the_edges_of_its_cell() -> None:
+    """Empty sits on the baseline, the busiest sample at the top, both inside the cell's
+    padding (a line drawn on the edge read as a stray underscore)."""
+    history = History(["q"], never, sample_s=5)
+    now = time.time()
+    for n, count in enumerate([0, 4, 8, 0]):
+        history.record("q", QueueStats(count, 0, 0), at=now - 30 + n * 5)
+    ys = [float(point.split(",")[1]) for point in sparkline(history.series("q")).split()]
+    assert ys == [24 - SPARK_PAD, 12.0, SPARK_PAD, 24 - SPARK_PAD]
 
 
 def test_the_y_axis_top_is_a_round_number() -> None:

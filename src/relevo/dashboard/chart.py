@@ -51,14 +51,21 @@ def chart(samples: list[Sample], width: int = 720, height: int = 160,
     return Chart(width, height, top, lines, len(shown), span)
 
 
+SPARK_PAD = 3
+"""Pixels kept free above and below a sparkline, so a line at 0 or at the top is not
+drawn on the cell's edge (where it read as a stray underscore)."""
+
+
 def sparkline(samples: list[Sample], width: int = 120, height: int = 24) -> str:
     """Points of one small line: ready + in flight over the last hour."""
     end = time.time()
     shown = [s for s in samples if s.at >= end - KEEP_S]
     span = _span(shown, end)
     top = max((s.messages for s in shown), default=0) or 1
+    drawn = height - 2 * SPARK_PAD
     return " ".join(
-        f"{(s.at - end + span) / span * width:.1f},{height - s.messages / top * height:.1f}"
+        f"{(s.at - end + span) / span * width:.1f},"
+        f"{SPARK_PAD + drawn - s.messages / top * drawn:.1f}"
         for s in shown
     )
 
