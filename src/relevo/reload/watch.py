@@ -60,6 +60,7 @@ async def watch_config(
     `current()` gives the registry whose files to watch (the last one that loaded).
     """
     folder = _folder(root)
+    seen: dict[str, tuple[int, int] | None] = {}
     while not stop.is_set():
         files = watched_files(root, current())
         dirs = sorted({os.path.dirname(f) for f in files} | ({str(folder)} if folder else set()))
@@ -71,7 +72,9 @@ async def watch_config(
                 and path.startswith(str(folder) + os.sep)
             )
 
-        before = _snapshot(root, files)
+        # What the last reload read, not what is there now: a file written while that
+        # reload ran, or between it and this watch, is a change still to apply.
+        before = {name: seen.get(name, state) for name, state in _snapshot(root, files).items()}
         changed = False
         # yield_on_timeout: the first (empty) batch proves the watch is in place; what
         # changed before that is caught by comparing with the snapshot taken before it
@@ -94,4 +97,5 @@ async def watch_config(
         if not changed:
             return
         log.info("config changed; reloading")
+        seen = _snapshot(root, files)
         await on_change()
