@@ -308,6 +308,25 @@ async def test_a_driver_listens_only_once_a_consumer_attaches(
     await sub.close()
 
 
+async def test_a_listening_connection_dropped_before_the_first_consumer_is_reopened(
+    make_driver: MakeDriver, raw: psycopg.AsyncConnection[Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(subscription, "SAFETY_POLL_S", 600.0)
+    name = f"relevo-test-{uuid.uuid4().hex[:8]}"
+    driver = await make_driver(dsn=f"{POSTGRES_DSN}?application_name={name}")
+    queue = await declared(driver)
+    found = await raw.execute(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+        "WHERE application_name = %s", (name,))
+    assert (await found.fetchone()) != (0,)
+    sink = Collector(auto="ack")
+    sub = await driver.attach(queue, sink, 10, {})
+    await driver.publish(queue, [envelope(1)])
+    await sink.wait_for(1)  # woken by its NOTIFY: the safety poll is ten minutes away
+    await sub.close()
+
+
 async def test_consumers_and_publishers_carry_on_after_the_server_drops_their_connections(
     make_driver: MakeDriver, raw: psycopg.AsyncConnection[Any]
 ) -> None:

@@ -1,8 +1,8 @@
 """`queue.driver.postgres`: queues as rows of one table, claimed with SKIP LOCKED.
 
-- start opens a connection pool and creates the schema if it is missing (schema.sql,
-  under an advisory lock), recording its version; the LISTEN connection opens with the
-  first subscription;
+- start opens a connection pool and a LISTEN connection, and creates the schema if it
+  is missing (schema.sql, under an advisory lock), recording its version; the LISTEN
+  itself waits for the first subscription;
 - publish is one INSERT ... SELECT FROM unnest(...) per batch with a NOTIFY at commit,
   through the pool or, for a transactional publish, through the caller's connection;
 - consume, settle and leases live in subscription.py and keeper.py.
@@ -74,7 +74,9 @@ class PostgresDriver:
             async with bounded("connect", self.settings.publish_timeout):
                 await pool.open(wait=True, timeout=self.settings.publish_timeout)
                 await self._create_schema(pool)
+                await listener.start()
         except BaseException:
+            await listener.stop()
             await pool.close()
             raise
         self._pool, self._listener = pool, listener

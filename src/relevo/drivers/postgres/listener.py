@@ -2,12 +2,12 @@
 
 One connection per driver, outside the pool, does nothing but wait for notifications.
 Every publish, nack and reclaim sends `NOTIFY <channel>, '<queue>'`; the listener sets
-the wake-up event of each subscription on that queue. It connects when the driver's
-first subscription attaches: a driver that only publishes neither holds the connection
-nor reads (and drops) a notification per publish statement. When the connection drops it
-reconnects with backoff and wakes every subscription, since notifications sent in
-between are lost (the subscriptions' slow safety poll would find those rows too).
-"""
+the wake-up event of each subscription on that queue. The connection opens with the
+driver, and LISTENs from the driver's first subscription on: a driver that only
+publishes does not read (and drop) a notification per publish statement. When the
+connection drops it reconnects with backoff and wakes every subscription, since
+notifications sent in between are lost (the subscriptions' slow safety poll would find
+those rows too)."""
 
 from __future__ import annotations
 
@@ -42,18 +42,41 @@ class Listener:
         self.queries = queries
         self.waiting: defaultdict[str, set[asyncio.Event]] = defaultdict(set)
         self._starting = asyncio.Lock()
+        self._idle: psycopg.AsyncConnection[tuple[object, ...]] | None = None
         self._task: asyncio.Task[None] | None = None
 
+    async def start(self) -> None:
+        """Open the connection, not yet listening (bounded by publish_timeout; raises
+        psycopg errors): a driver that cannot reach the server fails at its start."""
+        async with asyncio.timeout(self.settings.publish_timeout):
+            self._idle = await psycopg.AsyncConnection.connect(self.settings.dsn,
+                                                               autocommit=True)
+
     async def listen(self) -> None:
-        """Connect and LISTEN, unless already done (bounded by publish_timeout; raises
-        psycopg errors). Returns once notifications are being received, so a claim
-        made after it misses no NOTIFY of a publish committed after that claim."""
+        """LISTEN, unless done already (bounded by publish_timeout; raises psycopg
+        errors). Returns once notifications are being received, so a claim made after
+        it misses no NOTIFY of a publish committed after that claim."""
         async with self._starting:
-            if self._task is None:
-                conn = await self._connect()
-                self._task = asyncio.create_task(self._run(conn), name="relevo-postgres-listen")
+            if self._task is not None:
+                return
+            conn, self._idle = self._idle, None
+            try:
+                if conn is None:
+                    raise psycopg.OperationalError("not connected")
+                async with asyncio.timeout(self.settings.publish_timeout):
+                    await conn.execute(self.queries.listen)
+            except Exception as exc:
+                if conn is not None:
+                    await conn.close()
+                if not transient(exc):
+                    raise
+                conn = await self._connect()  # dropped while idle: once more, anew
+            self._task = asyncio.create_task(self._run(conn), name="relevo-postgres-listen")
 
     async def stop(self) -> None:
+        idle, self._idle = self._idle, None
+        if idle is not None:
+            await idle.close()
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
