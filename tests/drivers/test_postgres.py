@@ -188,6 +188,32 @@ async def test_a_schema_newer_than_this_relevo_is_refused(
         await make_driver()
 
 
+async def test_a_schema_made_before_the_message_id_index_gets_it_at_the_next_start(
+    make_driver: MakeDriver, raw: psycopg.AsyncConnection[Any]
+) -> None:
+    """peek(after=ID) and remove(ids) find rows through messages_ready_id; a database
+    created by a relevo without it is upgraded in place, with its messages kept."""
+    first = await make_driver()
+    schema = first.settings.schema_name
+    queue = await declared(first)
+    sent = [envelope(i) for i in range(3)]
+    await first.publish(queue, sent)
+    await raw.execute(f'DROP INDEX "{schema}".messages_ready_id')
+
+    async def indexes() -> list[str]:
+        found = await raw.execute(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = %s AND indexdef LIKE %s",
+            (schema, "%(id) WHERE (locked_until IS NULL)%"))
+        return [row[0] for row in await found.fetchall()]
+
+    assert await indexes() == []
+    second = await make_driver()
+    assert await indexes() == ["messages_ready_id"]
+    assert [e.id for e in await second.peek(queue, 10, after=sent[0].id)] == \
+        [e.id for e in sent[1:]]
+    assert await second.remove(queue, [sent[1].id]) == 1
+
+
 async def test_a_message_published_in_a_transaction_exists_only_if_it_commits(
     driver: PostgresDriver,
 ) -> None:
@@ -229,6 +255,8 @@ async def test_peek_remove_and_purge_touch_only_messages_nobody_holds(
     assert page[0].headers == {"tenant": "acme"}
     assert [e.id for e in await driver.peek(queue, 10, after=sent[2].id)] == \
         [e.id for e in sent[3:]]
+    assert [e.id for e in await driver.peek(queue, 2, after=sent[0].id)] == \
+        [sent[1].id, sent[2].id], "a page goes on after a message taken meanwhile"
     assert await driver.remove(queue, [sent[0].id, sent[3].id]) == 1
     await sub.cancel()
     assert await driver.purge(queue) == 4

@@ -161,12 +161,21 @@ class Queries:
 
         # peek, remove and purge touch only ready rows: nobody holds them and their time
         # has come (the protocol's "ready"; delayed rows wait for their time untouched).
+        # peek's `after` row is looked up by ID among the unclaimed rows (messages_ready_id)
+        # and, only when not found there, among the queue's rows in flight
+        # (messages_leased): a page goes on after a row a consumer took meanwhile.
         self.peek = f"""
             SELECT id, body, headers, attempts FROM {m}
             WHERE queue = %(queue)s AND locked_until IS NULL AND due <= now()
               AND (%(after)s::text IS NULL OR (due, seq) > (
-                    SELECT due, seq FROM {m}
-                    WHERE queue = %(queue)s AND id = %(after)s ORDER BY seq LIMIT 1))
+                    (SELECT due, seq FROM {m}
+                     WHERE id = %(after)s AND queue = %(queue)s AND locked_until IS NULL
+                     ORDER BY seq LIMIT 1)
+                    UNION ALL
+                    (SELECT due, seq FROM {m}
+                     WHERE id = %(after)s AND queue = %(queue)s AND locked_until IS NOT NULL
+                     ORDER BY seq LIMIT 1)
+                    LIMIT 1))
             ORDER BY due, seq
             LIMIT %(limit)s"""
         self.remove = f"""

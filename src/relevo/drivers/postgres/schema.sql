@@ -42,8 +42,13 @@ CREATE INDEX IF NOT EXISTS messages_ready
 CREATE INDEX IF NOT EXISTS messages_leased
     ON {schema}.messages (queue, locked_until) WHERE locked_until IS NOT NULL;
 
--- No index on id: it would cost every publish and every claim about a quarter of
--- their throughput, for peek(after=ID) and remove(ids), which read the queue's rows.
+-- peek(after=ID) and remove(ids): ready rows found by message ID, not by reading the
+-- queue. Partial, like messages_ready: a claim's leased row version adds no entry, so
+-- publishes (and nacks, releases) pay for it and claims do not. Added within version 1
+-- (older drivers work with it as they did without): IF NOT EXISTS builds it at the
+-- first start on a database made by an earlier relevo.
+CREATE INDEX IF NOT EXISTS messages_ready_id
+    ON {schema}.messages (id) WHERE locked_until IS NULL;
 
 -- Attached consumers, refreshed by their lease keeper; info() counts the live ones.
 CREATE TABLE IF NOT EXISTS {schema}.consumers (
