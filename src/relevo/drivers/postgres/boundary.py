@@ -52,6 +52,20 @@ async def bounded(what: str, timeout_s: float) -> AsyncIterator[None]:
             yield
 
 
+@contextlib.asynccontextmanager
+async def pooled(pool: AsyncConnectionPool) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    """A pooled connection, put back as it is. `pool.connection()` also commits (or
+    rolls back) on the way out, a round of locking per statement that the driver's
+    autocommit connections do not need: their transactions are `conn.transaction()`
+    blocks, closed by those, and the pool rolls back or replaces a connection that
+    comes back in any other state."""
+    conn = await pool.getconn()
+    try:
+        yield conn
+    finally:
+        await pool.putconn(conn)
+
+
 async def on_connection(
     pool: AsyncConnectionPool,
     what: str,
@@ -70,7 +84,7 @@ async def on_connection(
     with translated(what):
         while True:
             try:
-                async with asyncio.timeout_at(deadline), pool.connection() as conn:
+                async with asyncio.timeout_at(deadline), pooled(pool) as conn:
                     return await work(conn)
             except Exception as exc:
                 if not transient(exc) or loop.time() + delay >= deadline:

@@ -57,7 +57,7 @@ class Rows:
                 "bodies": self.bodies,
                 "headers": self.headers if any(self.headers) else None,
                 "attempts": self.attempts if any(self.attempts) else None,
-                "dues": self.dues if any(d is not None for d in self.dues) else None}
+                "dues": None if self.dues.count(None) == len(self.dues) else self.dues}
 
 
 class Publisher:

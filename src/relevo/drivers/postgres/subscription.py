@@ -22,7 +22,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from relevo.drivers.base import DeliverySink, deliver_unreadable, watch_task
 from relevo.drivers.credit import Credit
-from relevo.drivers.postgres.boundary import on_connection, transient
+from relevo.drivers.postgres.boundary import on_connection, pooled, transient
 from relevo.drivers.postgres.keeper import LeaseKeeper
 from relevo.drivers.postgres.listener import Listener, backoff_s
 from relevo.drivers.postgres.queries import Queries
@@ -121,7 +121,7 @@ class PostgresSubscription:
         """Ack `acks` and claim up to `limit` rows in one statement; and if fewer rows came
         than asked, how long to sleep before the next delayed row is due."""
         q = self.queries
-        async with self.pool.connection() as conn:
+        async with pooled(self.pool) as conn:
             cur = conn.cursor(binary=True)
             await cur.execute(q.claim, self._params | {"limit": limit, "acks": acks})
             rows = await cur.fetchall()
