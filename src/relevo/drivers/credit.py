@@ -6,11 +6,15 @@ in (False when the delivery was already given back, so the driver does nothing),
 `take_back` on close, which claims every delivery still out so that a late ack from an
 abandoned handler returns False and does nothing.
 
-The memory, Redis and PostgreSQL drivers keep their unsettled deliveries here. Memory
-and PostgreSQL also count their credit with it (`available`, `wait`); Redis frees a
-credit only once Redis has the settlement, so it counts its own and uses this part for
-the settle-once guard and the give-back. AMQP's ack window (tags in delivery order, per
-channel) is its own part.
+A settled delivery frees its credit at once. A driver that must not run ahead of
+settlements its broker does not have yet (Redis during an outage) calls `hold_back`
+right after `settle`, and `repay` once the broker has them: `available` stays down
+until then. Drivers that never hold back pay nothing for it.
+
+The memory, Redis and PostgreSQL drivers keep their unsettled deliveries here;
+PostgreSQL and Redis also count their credit with it (`available`, `wait`). Memory's
+dispatch loop keeps a plain count beside it, and AMQP's ack window (tags in delivery
+order, per channel) is its own part.
 """
 
 from __future__ import annotations
@@ -24,17 +28,18 @@ from relevo.message import Delivery
 class Credit:
     """Unsettled deliveries of one subscription, and a wait for free credit."""
 
-    __slots__ = ("_freed", "prefetch", "unsettled")
+    __slots__ = ("_freed", "_room", "prefetch", "unsettled")
 
     def __init__(self, prefetch: int) -> None:
         self.prefetch = max(1, prefetch)
         self.unsettled: dict[Hashable, Delivery] = {}
+        self._room = self.prefetch  # prefetch less the credit held back
         self._freed: asyncio.Event | None = None  # made by the first wait(): memory never waits
 
     @property
     def available(self) -> int:
         """How many more deliveries may be pushed now."""
-        return self.prefetch - len(self.unsettled)
+        return self._room - len(self.unsettled)
 
     def hand_out(self, delivery: Delivery) -> None:
         """Count a delivery about to be pushed (its tag must be unique among those out)."""
@@ -47,6 +52,18 @@ class Credit:
         if self._freed is not None:
             self._freed.set()
         return True
+
+    def hold_back(self) -> None:
+        """Keep the credit of the delivery just settled until `repay`: the broker does not
+        have its settlement yet."""
+        self._room -= 1
+
+    def repay(self, count: int) -> None:
+        """Free the credit of `count` held-back settlements the broker now has."""
+        if count:
+            self._room += count
+            if self._freed is not None:
+                self._freed.set()
 
     async def wait(self) -> None:
         """Return once at least one credit is free."""

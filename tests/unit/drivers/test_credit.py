@@ -58,3 +58,17 @@ async def test_the_driver_ignores_a_settlement_for_a_delivery_no_longer_out() ->
     recorder.credit.take_back()
     recorder.settle(delivery, Outcome.ACK)  # e.g. queued from a thread before close
     assert recorder.applied == []
+
+
+async def test_a_held_back_credit_stays_taken_until_repaid() -> None:
+    recorder = Recorder()
+    first, _second = recorder.deliver(1), recorder.deliver(2)
+    first.ack()
+    recorder.credit.hold_back()  # the broker does not have the ack yet
+    assert recorder.credit.available == 0
+    waiting = asyncio.create_task(recorder.credit.wait())
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    recorder.credit.repay(1)
+    await asyncio.wait_for(waiting, 1)
+    assert recorder.credit.available == 1
