@@ -16,14 +16,19 @@ import pytest
 from redis.asyncio import Redis
 
 from relevo.drivers.base import QueueSpec
-from relevo.drivers.redis.connection import TlsConnection, create_client
+from relevo.drivers.credit import Credit
+from relevo.drivers.redis.connection import Outage, TlsConnection, create_client
 from relevo.drivers.redis.driver import GROUP, RedisDriver
+from relevo.drivers.redis.keeper import LeaseKeeper
+from relevo.drivers.redis.member import Member
 from relevo.drivers.redis.settings import RedisQueueOptions, RedisSettings
+from relevo.drivers.redis.settlements import Settlements
 from relevo.errors import DriverUnavailable, PublishError, QueueFull
 from relevo.message import Envelope
 from tests.conftest import require_service
 from tests.crashes import PrivateRedis
 from tests.drivers.conformance import Collector, DriverConformance, envelope
+from tests.waiting import wait_until_async
 
 pytestmark = pytest.mark.broker
 
@@ -220,6 +225,39 @@ async def test_a_late_nack_after_the_entry_was_reclaimed_does_not_duplicate_it(
     assert await raw.xlen(stream) == 1, "the nack must not re-add an entry it no longer owns"
     pending = await raw.xpending_range(stream, GROUP, "-", "+", 10)
     assert [row["consumer"] for row in pending] == [b"someone-else"]
+
+
+async def test_the_keeper_reclaims_nothing_while_its_own_settlements_wait(raw: Redis) -> None:
+    # An entry this consumer acked but Redis does not have yet must not come back
+    # through its own keeper; once the ack is sent, a silent consumer's entry does.
+    require_service("redis", "127.0.0.1", 6379)
+    config = settings(claim_idle=0.1)
+    stream = f"{config.key_prefix}keeper"
+    try:
+        await raw.xgroup_create(stream, GROUP, id="0", mkstream=True)
+        await raw.xadd(stream, {"i": "m1", "b": "{}"})
+        await raw.xreadgroup(GROUP, "silent", {stream: ">"}, count=1)
+
+        async def silent_long_enough() -> bool:
+            rows = await raw.xpending_range(stream, GROUP, "-", "+", 1, "silent", idle=100)
+            consumers = await raw.xinfo_consumers(stream, GROUP)
+            return bool(rows) and all(c["idle"] >= 100 for c in consumers)
+
+        await wait_until_async(silent_long_enough, what="the consumer to fall silent")
+        settlements = Settlements(Credit(1))
+        settlements.drop(b"1-0")  # an ack of this consumer's, not yet sent
+        keeper = LeaseKeeper(Member(raw, config, stream, GROUP, "me"), {}, settlements,
+                             Outage())
+        await keeper.reclaim()
+        assert (await raw.xpending(stream, GROUP))["pending"] == 1
+        sent = settlements.take()
+        assert sent is not None
+        settlements.sent(sent)
+        await keeper.reclaim()
+        assert (await raw.xpending(stream, GROUP))["pending"] == 0
+        assert await raw.xlen(stream) == 1, "given back once, at the tail"
+    finally:
+        await delete_keys(config.key_prefix)
 
 
 async def test_an_unencodable_header_fails_its_own_publish_only(driver: RedisDriver) -> None:

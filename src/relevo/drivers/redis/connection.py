@@ -8,6 +8,7 @@ and so a command is never silently sent twice.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import itertools
 import logging
@@ -34,6 +35,9 @@ quiet_connection_events(
     ["redis", "redis.asyncio.connection", "redis.asyncio.client", "redis.connection"],
     errors=(OSError, EOFError, ConnectionError, TimeoutError),
 )
+
+NETWORK_ERRORS = (ConnectionError, TimeoutError, OSError)
+"""What a lost or unreachable Redis raises: retried with backoff, never a failure."""
 
 READ_MARGIN_S = 10.0
 """How much longer than a blocking read a socket read may take before it counts as dead."""
@@ -125,6 +129,27 @@ def backoff_s(settings: RedisSettings) -> Iterator[float]:
     backoff = Backoff(settings.reconnect_delay, settings.reconnect_max_delay, 2.0, 0.1)
     for attempt in itertools.count(1):
         yield backoff.delay_s(attempt)
+
+
+class Outage:
+    """Shared by the tasks of one subscription: a task that failed waits its backoff, or
+    less once another task reached Redis again, so all resume together."""
+
+    __slots__ = ("_reached",)
+
+    def __init__(self) -> None:
+        self._reached = asyncio.Event()
+
+    async def pause(self, delay: float) -> None:
+        """Wait `delay` before retrying, or less if another task reached Redis meanwhile."""
+        self._reached.clear()
+        with contextlib.suppress(builtins.TimeoutError):  # not redis' TimeoutError
+            async with asyncio.timeout(delay):
+                await self._reached.wait()
+
+    def ended(self) -> None:
+        """A call went through after a failure: the tasks pausing retry now."""
+        self._reached.set()
 
 
 async def drop_idle_connections(client: Redis) -> None:

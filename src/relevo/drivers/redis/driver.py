@@ -31,7 +31,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from relevo.drivers.base import Capabilities, DeliverySink, QueueSpec, QueueStats
-from relevo.drivers.redis.connection import create_client, warn_if_volatile
+from relevo.drivers.redis.connection import NETWORK_ERRORS, create_client, warn_if_volatile
 from relevo.drivers.redis.inspection import Inspector
 from relevo.drivers.redis.mover import Mover
 from relevo.drivers.redis.publisher import Publisher
@@ -40,7 +40,7 @@ from relevo.drivers.redis.settings import (
     RedisQueueOptions,
     RedisSettings,
 )
-from relevo.drivers.redis.subscription import NETWORK_ERRORS, RedisSubscription
+from relevo.drivers.redis.subscription import RedisSubscription
 from relevo.drivers.settings import Options, typed_options
 from relevo.errors import DriverUnavailable, QueueNotFound, RelevoError
 from relevo.message import Envelope

@@ -20,10 +20,9 @@ from collections.abc import Callable
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from relevo.drivers.redis.connection import backoff_s, stop_task
+from relevo.drivers.redis.connection import NETWORK_ERRORS, backoff_s, stop_task
 from relevo.drivers.redis.scripts import PROMOTE
 from relevo.drivers.redis.settings import RedisSettings
-from relevo.drivers.redis.subscription import NETWORK_ERRORS
 
 log = logging.getLogger("relevo.drivers.redis")
 

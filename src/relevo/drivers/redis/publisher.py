@@ -23,11 +23,10 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
-from relevo.drivers.redis.connection import backoff_s, stop_task
+from relevo.drivers.redis.connection import NETWORK_ERRORS, backoff_s, stop_task
 from relevo.drivers.redis.fields import encode, pack_delayed
 from relevo.drivers.redis.scripts import BOUNDED, DELAY
 from relevo.drivers.redis.settings import RedisSettings
-from relevo.drivers.redis.subscription import NETWORK_ERRORS
 from relevo.errors import DriverUnavailable, PublishError, QueueFull, QueueNotFound
 from relevo.message import Envelope
 
