@@ -6,8 +6,8 @@ A stream is a log, not a queue; the driver adds what a queue needs:
   pipelines (publisher.py); `bounded.lua` when the queue sets `max_length`;
 - consume is XREADGROUP sized to free credit; ack is XACK + XDEL, so acked entries leave
   the stream; nack and release re-add the entry atomically (requeue.lua);
-- dead consumers' entries come back through XAUTOCLAIM (reclaim.lua), live handlers keep
-  theirs with lease extension (subscription.py);
+- dead consumers' entries come back through reclaim.lua, live handlers keep theirs with
+  lease extension (keeper.py);
 - a queue this driver declared is declared again if Redis comes back without it;
 - delayed messages (publish with `due`, nack with `due`) wait in a sorted set per queue
   (`<stream>:delayed`, scored by due time); `mover.py` moves them into the stream when
