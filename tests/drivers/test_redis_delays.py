@@ -17,7 +17,7 @@ from tests.conftest import require_service
 from tests.crashes import PrivateRedis
 from tests.drivers.conformance import Collector, envelope
 from tests.drivers.test_redis import REDIS_URL, delete_keys, private_redis, settings  # noqa: F401
-from tests.waiting import wait_until
+from tests.waiting import wait_until, wait_until_async
 
 pytestmark = pytest.mark.broker
 
@@ -56,8 +56,12 @@ async def test_movers_of_several_processes_promote_each_delayed_message_once(
     for n, driver in enumerate(drivers):  # each process delays a third
         await driver.publish("jobs", sent[n::3], due + n * 0.05)
     await wait_until(lambda: sum(len(s.deliveries) for s in sinks) >= 300, 10, "300")
-    stats = await drivers[0].info("jobs")
-    assert (stats.message_count, stats.delayed) == (0, 0)
+
+    async def drained() -> bool:  # the last acks reach Redis after their settle returns
+        stats = await drivers[0].info("jobs")
+        return (stats.message_count, stats.delayed) == (0, 0)
+
+    await wait_until_async(drained, what="the stream and the delayed set to empty")
     got = sorted(i for s in sinks for i in s.ids)
     assert got == sorted(e.id for e in sent)  # each exactly once
     assert min(t for s in sinks for t in s.arrived) >= due - 0.002
