@@ -70,6 +70,9 @@ class Queries:
 
         # The claim: SKIP LOCKED lets any number of consumers claim side by side, each
         # taking rows no one else is taking; the partial index messages_ready serves it.
+        # The picked rows are updated through the primary key (`= ANY(ARRAY(...))`): as
+        # a join, the planner hashed them and read the whole table for a queue of
+        # thousands, since that looked cheaper than a hundred index probes.
         # The same statement deletes the rows acked since the last claim: one round trip
         # per batch. It commits without waiting for the WAL flush (synchronous_commit
         # off, for this transaction only): should the server crash, a claim it forgets
@@ -91,7 +94,7 @@ class Queries:
                 UPDATE {m} AS m
                 SET locked_until = now() + %(lease_s)s * interval '1 second',
                     locked_by = %(token)s
-                FROM picked, quick WHERE m.seq = picked.seq
+                FROM quick WHERE m.seq = ANY(ARRAY(SELECT seq FROM picked))
                 RETURNING m.seq, m.id, m.body, m.headers, m.attempts, m.due
             )
             SELECT seq, id, body, headers, attempts FROM claimed ORDER BY due, seq"""
@@ -136,7 +139,7 @@ class Queries:
             )
             UPDATE {m} AS m
             SET locked_until = NULL, locked_by = NULL, attempts = m.attempts + 1
-            FROM expired WHERE m.seq = expired.seq"""
+            WHERE m.seq = ANY(ARRAY(SELECT seq FROM expired))"""
 
         self.heartbeat = f"""
             INSERT INTO {s}.consumers (token, queue) VALUES (%(token)s, %(queue)s)
