@@ -109,12 +109,15 @@ class Queries:
             WHERE seq = ANY(%(seqs)b::bigint[]) AND locked_by = %(token)s"""
         # nack: attempts + bump, due now (the tail) or later (a delayed retry), in one
         # UPDATE: the delayed copy and the removal of the original are the same write.
+        # `m.seq = ANY(...)` lets the rows be found through the primary key; the join
+        # alone read the whole table.
         self.nack = f"""
             UPDATE {m} AS m
             SET locked_until = NULL, locked_by = NULL, attempts = m.attempts + %(bump)s,
                 due = greatest(coalesce(to_timestamp(r.due), now()), now())
             FROM unnest(%(seqs)b::bigint[], %(dues)b::float8[]) AS r(seq, due)
-            WHERE m.seq = r.seq AND m.locked_by = %(token)s"""
+            WHERE m.seq = ANY(%(seqs)b::bigint[]) AND m.seq = r.seq
+              AND m.locked_by = %(token)s"""
         # release: back where it was, no attempt counted.
         self.release = f"""
             UPDATE {m} SET locked_until = NULL, locked_by = NULL
