@@ -287,6 +287,32 @@ async def test_concurrent_publishes_share_statements_but_not_failures(
     await sub.close()
 
 
+async def test_publishers_that_publish_again_at_once_keep_sharing_statements(
+    driver: PostgresDriver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hundred handlers publishing one message each, over and over: after the first
+    lone statement, each statement carries about a hundred messages. The writer once
+    let the first caller answered write alone, so statements alternated 1 and 99."""
+    queue = await declared(driver)
+    publisher: Any = driver._publisher
+    sizes: list[int] = []
+    write = publisher._write
+
+    async def counted(name: str, rows: Any) -> None:
+        sizes.append(len(rows.ids))
+        await write(name, rows)
+
+    monkeypatch.setattr(publisher, "_write", counted)
+
+    async def handler(n: int) -> None:
+        for i in range(5):
+            await driver.publish(queue, [envelope(f"{n}-{i}")])
+
+    await asyncio.gather(*(handler(n) for n in range(100)))
+    assert sum(sizes) == 500
+    assert len(sizes) <= 7, f"statements of {sizes} messages"
+
+
 async def test_a_publisher_cancelled_mid_statement_does_not_strand_those_behind_it(
     driver: PostgresDriver,
 ) -> None:

@@ -154,6 +154,11 @@ class Publisher:
                     for _, future in waiting:
                         if not future.done():
                             future.set_result(None)
+                if queue not in self._pending:
+                    # The callers just answered run first: those that publish again at
+                    # once join the next statement here, rather than the first of them
+                    # writing a statement of its own and the rest queueing behind it.
+                    await asyncio.sleep(0)
         finally:
             self._busy.discard(queue)
 
