@@ -25,13 +25,19 @@ import itertools
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import TypeVar
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from relevo.drivers.base import Capabilities, DeliverySink, QueueSpec, QueueStats
-from relevo.drivers.redis.connection import NETWORK_ERRORS, create_client, warn_if_volatile
+from relevo.drivers.redis.connection import (
+    NETWORK_ERRORS,
+    create_client,
+    drop_idle_connections,
+    warn_if_volatile,
+)
 from relevo.drivers.redis.inspection import Inspector
 from relevo.drivers.redis.mover import Mover
 from relevo.drivers.redis.publisher import Publisher
@@ -44,6 +50,8 @@ from relevo.drivers.redis.subscription import RedisSubscription
 from relevo.drivers.settings import Options, typed_options
 from relevo.errors import DriverUnavailable, QueueNotFound, RelevoError
 from relevo.message import Envelope
+
+T = TypeVar("T")
 
 GROUP = "relevo"
 """The one consumer group of every queue's stream."""
@@ -125,8 +133,7 @@ class RedisDriver:
 
     async def declare(self, spec: QueueSpec) -> None:
         options = typed_options(RedisQueueOptions, spec.options)
-        async with self._boundary(f"declare {spec.name!r}"):
-            await self._create_group(spec.name)
+        await self._repeatable(f"declare {spec.name!r}", lambda: self._create_group(spec.name))
         self._max_length[spec.name] = options.max_length
         self._moving().watch(spec.name)
 
@@ -183,13 +190,16 @@ class RedisDriver:
         consumer_options = typed_options(RedisConsumerOptions, options)
         consumer = consumer_options.consumer_name or default_consumer_name()
         stream = self.stream(queue)
-        async with self._boundary(f"attach to {queue!r}"):
+
+        async def join_group() -> None:
             try:
                 await self._redis().xgroup_createconsumer(stream, GROUP, consumer)
             except ResponseError as exc:
                 if not await self._redeclare(queue):
                     raise QueueNotFound(f"redis queue {queue!r} is not declared") from exc
                 await self._redis().xgroup_createconsumer(stream, GROUP, consumer)
+
+        await self._repeatable(f"attach to {queue!r}", join_group)
 
         async def redeclare() -> None:
             await self._redeclare(queue)
@@ -269,6 +279,17 @@ class RedisDriver:
         if self._client is None:
             raise DriverUnavailable("redis driver is not running")
         return self._client
+
+    async def _repeatable(self, what: str, work: Callable[[], Awaitable[T]]) -> T:
+        """`work` inside the boundary, run once more on a fresh connection if the first
+        try met a dropped one: after a Redis restart a pooled connection can fail on its
+        first use, though Redis answers again. Only for commands safe to repeat."""
+        async with self._boundary(what):
+            try:
+                return await work()
+            except NETWORK_ERRORS:
+                await drop_idle_connections(self._redis())
+                return await work()
 
     @contextlib.asynccontextmanager
     async def _boundary(self, what: str) -> AsyncIterator[None]:
