@@ -21,9 +21,9 @@ import aiormq
 import aiormq.abc
 from pamqp.commands import Basic
 
-from relevo.drivers.amqp.connection import CONNECT_ERRORS, AmqpLink
+from relevo.drivers.amqp.connection import AmqpLink, close_quietly
 from relevo.drivers.amqp.headers import read_headers
-from relevo.errors import DriverUnavailable, QueueNotFound
+from relevo.drivers.amqp.queues import queue_boundary
 from relevo.message import Envelope
 
 MAX_DEPTH = 10_000
@@ -88,13 +88,8 @@ class Browser:
         deadline = asyncio.get_running_loop().time() + self.timeout_s
         channel: aiormq.Channel | None = None
         try:
-            channel = await self.link.channel(deadline, confirms=False)
-            yield channel
-        except aiormq.exceptions.ChannelNotFoundEntity:
-            raise QueueNotFound(f"AMQP queue {queue!r} does not exist") from None
-        except CONNECT_ERRORS as exc:
-            raise DriverUnavailable(f"cannot browse AMQP queue {queue!r}: {exc}") from exc
+            with queue_boundary("browse", queue):
+                channel = await self.link.channel(deadline, confirms=False)
+                yield channel
         finally:
-            if channel is not None and not channel.is_closed:
-                with contextlib.suppress(*CONNECT_ERRORS):
-                    await channel.close()  # gives back every message not acked, in place
+            await close_quietly(channel)  # gives back every message not acked, in place

@@ -13,11 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, cast
 
 import aio_pika
 import aiormq
+import aiormq.abc
 from yarl import URL
 
 from relevo.backoff import Backoff
@@ -33,7 +34,42 @@ CONNECT_ERRORS = (
     aiormq.exceptions.AMQPError,
     RuntimeError,  # aiormq's ChannelInvalidStateError, and "connection closed" on channel()
 )
-"""What a connection, channel or frame can fail with when the broker goes away."""
+"""What a connection, channel or frame can fail with when the broker goes away.
+
+A drop means one of three things, each said by one helper: the call fails
+(`dropped_link_fails`; `queues.queue_boundary` for a call on a queue, where a 404 is
+QueueNotFound), or the frame no longer matters because the broker gives back what the
+channel held and the reconnect resubscribes (`unless_dropped`), or a channel being
+closed is gone already (`close_quietly`). The publisher and the reconnect loop retry
+instead, and catch `CONNECT_ERRORS` where they decide to.
+"""
+
+
+@contextlib.contextmanager
+def dropped_link_fails(what: str) -> Iterator[None]:
+    """A call that cannot wait for the reconnect: a drop (or a timeout) is DriverUnavailable."""
+    try:
+        yield
+    except CONNECT_ERRORS as exc:
+        raise DriverUnavailable(f"{what}: {exc}") from exc
+
+
+async def unless_dropped(frame: Awaitable[object]) -> bool:
+    """Send a frame that needs no answer; False if the channel or the link is gone.
+
+    Nothing is lost then: the broker gives back every delivery the channel held unacked.
+    """
+    try:
+        await frame
+    except CONNECT_ERRORS:
+        return False
+    return True
+
+
+async def close_quietly(channel: aiormq.abc.AbstractChannel | None) -> None:
+    """Close a channel on the way out; one that died with the link is closed already."""
+    if channel is not None and not channel.is_closed:
+        await unless_dropped(channel.close())
 
 
 _CLOSE_NOTICE_S = 0.005

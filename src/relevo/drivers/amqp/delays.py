@@ -19,7 +19,6 @@ dead-lettering (the wait queue keeps it until the next queue confirmed it).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -28,9 +27,9 @@ import aiormq
 from pamqp.commands import Basic
 from pamqp.common import FieldValue
 
-from relevo.drivers.amqp.connection import CONNECT_ERRORS
+from relevo.drivers.amqp.connection import close_quietly, dropped_link_fails
 from relevo.drivers.amqp.publisher import Publisher
-from relevo.errors import DriverUnavailable, PublishError, QueueNotFound
+from relevo.errors import PublishError, QueueNotFound
 
 UNIT_S = 0.05
 """The ladder's resolution: a delay is rounded up to a multiple of it (never early)."""
@@ -138,13 +137,9 @@ class Ladders:
             have = self._tops.get(queue, -1)
             if have >= top:
                 return
-            try:
+            with dropped_link_fails(f"cannot declare the delay queues of AMQP queue {queue!r}"):
                 async with asyncio.timeout_at(deadline):
                     await self._declare(queue, have + 1, top)
-            except (TimeoutError, *CONNECT_ERRORS) as exc:
-                raise DriverUnavailable(
-                    f"cannot declare the delay queues of AMQP queue {queue!r}: {exc}"
-                ) from exc
             self._tops[queue] = top
 
     async def _declare(self, queue: str, low: int, top: int) -> None:
@@ -210,6 +205,4 @@ class Ladders:
                     return
                 self._tops[queue] = level
         finally:
-            if not channel.is_closed:
-                with contextlib.suppress(*CONNECT_ERRORS):
-                    await channel.close()
+            await close_quietly(channel)

@@ -25,16 +25,21 @@ from typing import Any
 import aiormq
 
 from relevo.drivers.amqp.browse import Browser
-from relevo.drivers.amqp.connection import CONNECT_ERRORS, AmqpLink, log
+from relevo.drivers.amqp.connection import AmqpLink, close_quietly, dropped_link_fails, log
 from relevo.drivers.amqp.delays import Ladders
 from relevo.drivers.amqp.headers import properties_for
 from relevo.drivers.amqp.publisher import Publisher
-from relevo.drivers.amqp.queues import conflict_error, declare_arguments, queue_options
+from relevo.drivers.amqp.queues import (
+    conflict_error,
+    declare_arguments,
+    queue_boundary,
+    queue_options,
+)
 from relevo.drivers.amqp.settings import AmqpConsumerOptions, AmqpSettings
 from relevo.drivers.amqp.subscription import AmqpSubscription
 from relevo.drivers.base import Capabilities, DeliverySink, QueueSpec, QueueStats
 from relevo.drivers.settings import Options, typed_options
-from relevo.errors import DriverUnavailable, PublishError, QueueNotFound
+from relevo.errors import PublishError, QueueNotFound, RelevoError
 from relevo.message import Envelope
 
 _MAX_QOS = 65535
@@ -77,9 +82,7 @@ class AmqpDriver:
             await sub.close()
         await self._publisher.close()
         control, self._control = self._control, None
-        if control is not None and not control.is_closed:
-            with contextlib.suppress(*CONNECT_ERRORS):
-                await control.close()
+        await close_quietly(control)
         await self._link.stop()
         self._known.clear()
 
@@ -114,22 +117,22 @@ class AmqpDriver:
     @contextlib.asynccontextmanager
     async def _boundary(self, what: str, queue: str) -> AsyncIterator[None]:
         """Where the driver's own broker calls (declare, count, purge) become relevo's
-        errors, within `connection_timeout`: a 404 is QueueNotFound, a 406 a
-        BrokerConflict, a lost link or a timeout DriverUnavailable. Each of them closes
-        the control channel, so it is opened again on the next call."""
-        try:
-            async with asyncio.timeout(self.settings.connection_timeout):
-                yield
-        except aiormq.exceptions.ChannelNotFoundEntity:
+        errors, within `connection_timeout`: a 404 is QueueNotFound, a lost link or a
+        timeout DriverUnavailable (`queue_boundary`), a 406 a BrokerConflict. Each of
+        them closes the control channel, so it is opened again on the next call."""
+
+        def failed(error: RelevoError) -> None:
             self._control = None
-            self._known.discard(queue)
-            raise QueueNotFound(f"AMQP queue {queue!r} does not exist") from None
-        except aiormq.exceptions.ChannelPreconditionFailed as exc:
-            self._control = None
-            raise conflict_error(queue, _reply_text(exc)) from None
-        except CONNECT_ERRORS as exc:  # OSError covers TimeoutError
-            self._control = None
-            raise DriverUnavailable(f"cannot {what} AMQP queue {queue!r}: {exc}") from exc
+            if isinstance(error, QueueNotFound):
+                self._known.discard(queue)
+
+        with queue_boundary(what, queue, failed):
+            try:
+                async with asyncio.timeout(self.settings.connection_timeout):
+                    yield
+            except aiormq.exceptions.ChannelPreconditionFailed as exc:
+                self._control = None
+                raise conflict_error(queue, _reply_text(exc)) from None
 
     async def _declare(self, name: str, arguments: dict[str, Any]) -> None:
         channel = await self._control_channel()
@@ -177,10 +180,8 @@ class AmqpDriver:
             channel = self._control
             if channel is None or channel.is_closed:
                 deadline = asyncio.get_running_loop().time() + self.settings.connection_timeout
-                try:
+                with dropped_link_fails("cannot open an AMQP channel"):
                     channel = await self._link.channel(deadline, confirms=False)
-                except CONNECT_ERRORS as exc:
-                    raise DriverUnavailable(f"cannot open an AMQP channel: {exc}") from exc
                 self._control = channel
             return channel
 

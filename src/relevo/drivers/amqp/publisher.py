@@ -10,13 +10,12 @@ retried until the publish deadline, then `QueueFull`, as the memory driver does.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Sequence
 
 import aiormq
 from pamqp.commands import Basic
 
-from relevo.drivers.amqp.connection import CONNECT_ERRORS, AmqpLink
+from relevo.drivers.amqp.connection import CONNECT_ERRORS, AmqpLink, close_quietly
 from relevo.errors import DriverUnavailable, QueueFull, QueueNotFound
 
 _CONFIRMED, _RETURNED, _REFUSED, _LOST = range(4)
@@ -38,9 +37,7 @@ class Publisher:
 
     async def close(self) -> None:
         channel, self._channel = self._channel, None
-        if channel is not None and not channel.is_closed:
-            with contextlib.suppress(*CONNECT_ERRORS):
-                await channel.close()
+        await close_quietly(channel)
 
     async def channel(self, deadline: float | None) -> aiormq.Channel:
         channel = self._channel

@@ -11,12 +11,17 @@ returned 20 times, behind relevo's back; relevo counts attempts and dead-letters
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import aiormq
+
+from relevo.drivers.amqp.connection import CONNECT_ERRORS
 from relevo.drivers.amqp.settings import AmqpQueueOptions, AmqpSettings
 from relevo.drivers.settings import Options, typed_options
-from relevo.errors import BrokerConflict
+from relevo.errors import BrokerConflict, DriverUnavailable, QueueNotFound, RelevoError
 
 _OPTION_OF_ARGUMENT = {
     "durable": "durable",
@@ -61,6 +66,31 @@ def declare_arguments(options: AmqpQueueOptions, settings: AmqpSettings) -> dict
         "auto_delete": options.auto_delete,
         "arguments": arguments or None,
     }
+
+
+@contextlib.contextmanager
+def queue_boundary(
+    what: str, queue: str, failed: Callable[[RelevoError], None] | None = None
+) -> Iterator[None]:
+    """Where a call on `queue` that cannot wait for a reconnect becomes relevo's error.
+
+    A 404 is QueueNotFound; a lost link or a timeout is DriverUnavailable ("cannot
+    `what` AMQP queue ..."). Either leaves the call's channel unusable: `failed` hears
+    the error before it is raised, to forget that channel.
+    """
+    error: RelevoError
+    try:
+        yield
+    except aiormq.exceptions.ChannelNotFoundEntity:
+        error = QueueNotFound(f"AMQP queue {queue!r} does not exist")
+        if failed is not None:
+            failed(error)
+        raise error from None
+    except CONNECT_ERRORS as exc:  # OSError covers TimeoutError
+        error = DriverUnavailable(f"cannot {what} AMQP queue {queue!r}: {exc}")
+        if failed is not None:
+            failed(error)
+        raise error from exc
 
 
 def conflict_error(queue: str, reply_text: str) -> BrokerConflict:
