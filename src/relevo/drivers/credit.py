@@ -13,8 +13,10 @@ until then. Drivers that never hold back pay nothing for it.
 
 The memory, Redis and PostgreSQL drivers keep their unsettled deliveries here;
 PostgreSQL and Redis also count their credit with it (`available`, `wait`). Memory's
-dispatch loop keeps a plain count beside it, and AMQP's ack window (tags in delivery
-order, per channel) is its own part.
+dispatch loop keeps a plain count beside it. AMQP's ack window
+(drivers/amqp/ack_window.py) is its own part: it keeps int tags in delivery order per
+channel, with a place held for each tag whose copy is still being published, which a
+map of deliveries cannot say.
 """
 
 from __future__ import annotations

@@ -6,7 +6,10 @@ else. The pieces, one concept each:
 
     connection.py    the connection and its reconnect loop (AmqpLink)
     publisher.py     confirmed, mandatory, persistent publishing on a shared channel
-    subscription.py  one consumer: qos, consume, batched acks, attempts via republish
+    subscription.py  one consumer: qos, consume, resubscribe, close
+    ack_window.py    which ack frames a consumer sends, batched, never past an unsettled tag
+    republisher.py   attempts via republish: the copy is stored before the original is acked
+    browse.py        peek and remove by borrowing messages and giving them back
     delays.py        delayed messages: a ladder of wait queues per queue, in the broker
     queues.py        queue options as AMQP arguments; declare conflicts as BrokerConflict
     headers.py       envelope headers <-> AMQP properties and header table
