@@ -13,7 +13,7 @@ else. The pieces, one concept each:
     delays.py        delayed messages: a ladder of wait queues per queue, in the broker
     queues.py        queue options as AMQP arguments; declare conflicts as BrokerConflict
     headers.py       envelope headers <-> AMQP properties and header table
-    tls.py           the SSL context from `tls:`
+    ../tls.py        the SSL context from `tls:` (shared with the Redis driver)
 """
 
 from __future__ import annotations
