@@ -87,6 +87,8 @@ class PostgresDriver:
         async with pool.connection() as conn, conn.transaction():
             await conn.execute(q.lock, {"name": q.channel})
             await conn.execute(q.ddl)
+            if self.settings.index_message_ids:
+                await conn.execute(q.index_ids)
             found = await (await conn.execute(q.version)).fetchone()
             version = found[0] if found is not None else None
             if version is None:

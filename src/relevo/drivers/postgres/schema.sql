@@ -42,13 +42,9 @@ CREATE INDEX IF NOT EXISTS messages_ready
 CREATE INDEX IF NOT EXISTS messages_leased
     ON {schema}.messages (queue, locked_until) WHERE locked_until IS NOT NULL;
 
--- peek(after=ID) and remove(ids): ready rows found by message ID, not by reading the
--- queue. Partial, like messages_ready: a claim's leased row version adds no entry, so
--- publishes (and nacks, releases) pay for it and claims do not. Added within version 1
--- (older drivers work with it as they did without): IF NOT EXISTS builds it at the
--- first start on a database made by an earlier relevo.
-CREATE INDEX IF NOT EXISTS messages_ready_id
-    ON {schema}.messages (id) WHERE locked_until IS NULL;
+-- No index on id by default: peek(after=ID) and remove(ids) read the queue's rows. The
+-- index_message_ids setting builds messages_ready_id (queries.py) for them, at a
+-- fifth more server time per publish statement.
 
 -- Attached consumers, refreshed by their lease keeper; info() counts the live ones.
 CREATE TABLE IF NOT EXISTS {schema}.consumers (

@@ -20,6 +20,10 @@ class PostgresSettings(DriverSettings):
     reconnect_delay: DurationS = Field(default=1.0, gt=0)
     reconnect_max_delay: DurationS = Field(default=30.0, gt=0)
     pool_size: int = Field(default=10, ge=2, le=1000)
+    index_message_ids: bool = False
+    """Build an index for peek(after=ID) and remove(ids), which otherwise read the
+    queue's rows: for deep paging and requeues of large (dead-letter) queues. Every
+    publish statement pays for it (see docs/drivers/postgres.md)."""
 
 
 class PostgresQueueOptions(StrictModel):
