@@ -1,7 +1,8 @@
 """The application: loading one, and the API to open, drive and inspect it.
 
 What it builds comes from `build.py`, its watchers from `observing.py`; what its
-consumers are doing is read by `activity.py`.
+consumers are doing is read by `activity.py`; a reload is checked by `reloading.py`
+before anything is swapped.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The `relevo` command: parse arguments, then call the Python API. Nothing else lives here.
 
 The commands on one broker queue (publish, info, peek, requeue, purge) are in
-`queue_commands.py`.
+`queue_commands.py`; ending a command on a user's error (message, exit status 1) in
+`exits.py`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The Driver protocol: the one contract every backend (memory, AMQP, Redis Streams) keeps.
+"""The Driver protocol: the one contract every backend keeps (memory, AMQP, Redis, PostgreSQL).
 
 A driver stores messages as `Envelope`s and hands them to consumers as `Delivery`s.
 Delivery is push with credit: `attach(queue, sink, prefetch)` makes the driver call

@@ -4,17 +4,20 @@ A stream is a log, not a queue; the driver adds what a queue needs:
 
 - publish is XADD (NOMKSTREAM, so an undeclared queue is QueueNotFound), coalesced into
   pipelines (publisher.py); `bounded.lua` when the queue sets `max_length`;
-- consume is XREADGROUP sized to free credit; ack is XACK + XDEL, so acked entries leave
-  the stream; nack and release re-add the entry atomically (requeue.lua);
+- consume is XREADGROUP sized to free credit (subscription.py); settlements go in
+  rounds (settlements.py): ack is XACK + XDEL, so acked entries leave the stream; nack
+  and release re-add the entry atomically (requeue.lua);
 - dead consumers' entries come back through reclaim.lua, live handlers keep theirs with
   lease extension (keeper.py);
 - a queue this driver declared is declared again if Redis comes back without it;
 - delayed messages (publish with `due`, nack with `due`) wait in a sorted set per queue
   (`<stream>:delayed`, scored by due time); `mover.py` moves them into the stream when
   due with `promote.lua`; a delayed nack stores the copy and settles the original in
-  one script (`retry.lua`).
+  one script (`retry.lua`);
+- peek, remove and purge read and delete ready entries without a consumer (inspection.py).
 
-Every redis-py exception is translated here into `relevo.errors`.
+The driver's own calls translate redis-py exceptions into `relevo.errors` here
+(`_boundary`); the background tasks (reader, flusher, keeper, mover) back off and retry.
 """
 
 from __future__ import annotations
