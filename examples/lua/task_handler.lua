@@ -1,4 +1,4 @@
--- The handler of the original documentation, as written; only process_task is ours.
+-- A Lua handler as an application writes one; process_task stands in for the real work.
 
 local json = require("json")
 local logger = require("logger")
