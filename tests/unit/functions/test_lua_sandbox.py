@@ -197,15 +197,17 @@ async def test_a_runaway_handler_does_not_stall_other_workers_beyond_its_limit(
 async def test_memory_limit_stops_a_hungry_handler_and_the_function_goes_on(
     make_lua: MakeLua, modules: list[str],
 ) -> None:
+    # max_blocking off: filling 4 MB takes ~20 ms of CPU, but on a loaded machine more than
+    # its 0.25 s of wall clock, and then that limit, not the memory cap, stopped the loop.
     fn = await make_lua("""\
         return function(n)
           local t = {}
           for i = 1, n do t[i] = string.rep("x", 64) .. i end
           return #t
         end
-        """, modules=modules, memory_limit=4 * 1024 * 1024, workers=1)
+        """, modules=modules, memory_limit=4 * 1024 * 1024, workers=1, max_blocking=None)
     with pytest.raises(LuaLimitExceeded, match="memory_limit exceeded"):
-        await handle(fn, 10_000_000)
+        await handle(fn, 1_000_000)  # about 100 MB without the cap: far past 4 MB
     assert await handle(fn, 100) == 100
 
 
