@@ -10,9 +10,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from relevo.drivers.base import QueueSpec
 from relevo.drivers.redis.driver import RedisDriver
+from relevo.drivers.redis.mover import Mover
 from tests.conftest import require_service
 from tests.crashes import PrivateRedis
 from tests.drivers.conformance import Collector, envelope
@@ -138,3 +140,39 @@ async def test_the_mover_starts_again_after_redis_crashes_and_loses_no_delayed_m
         await sub.close()
     finally:
         await driver.stop()
+
+
+async def test_a_mover_whose_cancellation_is_swallowed_still_stops_on_close(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Regression: a client library may turn a cancellation into a connection error. The
+    mover took it for an outage and went on, so close() waited out its bound for nothing
+    and left the task running (each child stopping on SIGTERM took 2 s longer)."""
+    require_service("redis", "127.0.0.1", 6379)
+    promoting = asyncio.Event()
+    swallowed: list[bool] = []
+
+    async def swallowing_promote(queue: str) -> float | None:
+        promoting.set()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            if swallowed:  # the first only: a mover that goes on can still be stopped
+                raise
+            swallowed.append(True)
+            raise RedisConnectionError("connection closed while reading") from None
+        return None
+
+    async with Redis.from_url(REDIS_URL) as client:
+        mover = Mover(client, settings(), lambda queue: (f"{queue}:s", f"{queue}:d"))
+        mover.promote = swallowing_promote  # type: ignore[method-assign]
+        mover.watch("jobs")
+        task = mover._task
+        assert task is not None
+        await promoting.wait()
+        await mover.close()
+    assert swallowed
+    stopped = task.done()
+    task.cancel()
+    assert stopped, "the mover still ran after close()"
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text

@@ -167,5 +167,8 @@ async def stop_task(task: asyncio.Task[None], timeout_s: float = 2.0) -> None:
         return
     task.cancel()
     await asyncio.wait({task}, timeout=timeout_s)
+    if not task.done():
+        log.warning("redis task %s still runs %.0fs after its cancellation; left behind",
+                    task.get_name(), timeout_s)
     if task.done() and not task.cancelled() and task.exception() is not None:
         log.warning("redis task %s ended with %r", task.get_name(), task.exception())

@@ -46,6 +46,7 @@ class Mover:
         self._next_due = 0.0  # the earliest due time known, epoch seconds
         self._lost_logged: dict[str, float] = {}
         self._task: asyncio.Task[None] | None = None
+        self._closing = False  # the loop checks it too, as a cancellation can be swallowed
 
     def watch(self, queue: str) -> None:
         """Move this queue's delayed messages from now on (a declared or attached queue)."""
@@ -65,6 +66,8 @@ class Mover:
 
     async def close(self) -> None:
         if self._task is not None:
+            self._closing = True
+            self._wake.set()
             await stop_task(self._task)
             self._task = None
 
@@ -81,7 +84,7 @@ class Mover:
 
     async def _run(self) -> None:
         delays = None
-        while True:
+        while not self._closing:
             try:
                 soonest = time.time() + POLL_S
                 for queue in list(self.queues):
@@ -90,6 +93,8 @@ class Mover:
                         soonest = min(soonest, due)
                 delays = None
             except Exception as exc:  # never dies: an outage or a bug, it starts again
+                if self._closing:  # a cancellation the client turned into an error
+                    return
                 delays = delays or backoff_s(self.settings)
                 delay = next(delays)
                 expected = isinstance(exc, (ResponseError, *NETWORK_ERRORS))
