@@ -8,9 +8,9 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 
 from redis.asyncio import Redis
@@ -22,9 +22,10 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 _READY = re.compile(r"child (\d+) \(pid (\d+)\) ready")
 
 # Each message appends "<pid> <id>" to SEEN.started as its handler starts and each handled
-# message appends "<pid> <id>" to the file SEEN names: the test counts IDs.
+# message appends "<pid> <id> <epoch seconds>" to the file SEEN names: the test counts IDs,
+# and times what a child did by the clock of the child that did it.
 RECORDING_HANDLER = """\
-import asyncio, os
+import asyncio, os, time
 import relevo
 
 SEEN = {seen!r}
@@ -36,13 +37,13 @@ async def main(body):
     if DELAY_S:
         await asyncio.sleep(DELAY_S)
     with open(SEEN, "a") as seen:
-        seen.write(f"{{os.getpid()}} {{relevo.message().id}}\\n")
+        seen.write(f"{{os.getpid()}} {{relevo.message().id}} {{time.time()!r}}\\n")
 """
 
 
 def redis_app(folder: Path, prefix: str, *, delay_s: float = 0.0, concurrency: int = 4,
-              stop_timeout: str = "5s", restart: str = "{}", handler: str | None = None,
-              seen: Path | None = None) -> Path:
+              prefetch: int = 10, stop_timeout: str = "5s", restart: str = "{}",
+              handler: str | None = None, seen: Path | None = None) -> Path:
     seen = seen or folder / "seen.txt"
     code = handler or RECORDING_HANDLER.format(seen=str(seen), delay_s=delay_s)
     return write_app(folder, f"""\
@@ -64,6 +65,7 @@ def redis_app(folder: Path, prefix: str, *, delay_s: float = 0.0, concurrency: i
   queue: tasks
   func: fn
   concurrency: {concurrency}
+  prefetch: {prefetch}
   lifecycle: {{auto_start: true, stop_timeout: {stop_timeout}, restart: {restart}}}
 """, handler__py=code)
 
@@ -78,10 +80,23 @@ async def fresh_prefix() -> AsyncIterator[str]:
 
 
 def seen_ids(path: Path) -> list[tuple[int, str]]:
+    return [(pid, message_id) for pid, message_id, _ in _seen_rows(path)]
+
+
+def first_handled_at(path: Path, pid: int) -> float | None:
+    """When process `pid` finished its first message, by its own clock (epoch seconds)."""
+    times = [at for who, _, at in _seen_rows(path) if who == pid and at is not None]
+    return min(times, default=None)
+
+
+def _seen_rows(path: Path) -> list[tuple[int, str, float | None]]:
     if not path.exists():
         return []
-    rows = [line.split() for line in path.read_text().splitlines()]
-    return [(int(row[0]), row[1]) for row in rows if len(row) == 2]
+    text = path.read_text()
+    complete = text[: text.rfind("\n") + 1]  # a line still being written is not counted
+    rows = [line.split() for line in complete.splitlines()]
+    return [(int(row[0]), row[1], float(row[2]) if len(row) == 3 else None)
+            for row in rows if len(row) in (2, 3)]
 
 
 def alive(pid: int) -> bool:
@@ -125,6 +140,12 @@ class Relevo:
                 found[int(match.group(1))] = int(match.group(2))
         return found
 
+    def logged_at(self, text: str) -> float:
+        """When the first line holding `text` was logged (epoch seconds, the logging
+        process's clock, to the millisecond of the text format)."""
+        line = next(line for line in list(self.lines) if text in line)
+        return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
     def all_ready_pids(self) -> list[int]:
         return [int(m.group(2)) for line in list(self.lines) if (m := _READY.search(line))]
 
@@ -141,7 +162,3 @@ class Relevo:
         for pid in self.all_ready_pids():
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
-
-
-def now() -> float:
-    return time.monotonic()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -15,8 +16,8 @@ from tests.conftest import require_service
 from tests.integration.processes import (
     Relevo,
     alive,
+    first_handled_at,
     fresh_prefix,
-    now,
     redis_app,
     seen_ids,
 )
@@ -70,13 +71,18 @@ async def test_a_child_killed_under_load_is_replaced_within_2s_and_no_message_is
     seen = tmp_path / "seen.txt"
     await wait_until(lambda: len(seen_ids(seen)) > 100, 15, "messages flowing")
     victim = run.ready_pids()[1]
+    killed_at = time.time()
     os.kill(victim, signal.SIGKILL)
-    killed_at = now()
     await wait_until(lambda: run.ready_pids()[1] != victim, 5, "a replacement child")
     replacement = run.ready_pids()[1]
-    await wait_until(lambda: any(pid == replacement for pid, _ in seen_ids(seen)), 5,
+    await wait_until(lambda: first_handled_at(seen, replacement) is not None, 5,
                      "the replacement handling messages")
-    assert now() - killed_at < 2.0, run.output
+    # timed by the replacement's own record of its first message, not by when this busy
+    # test process got round to reading it
+    first = first_handled_at(seen, replacement)
+    assert first is not None
+    took_s = first - killed_at
+    assert took_s < 2.0, f"{took_s:.2f}s\n{run.output}"
     assert "killed by SIGKILL; restart 1 in" in run.output
     ids = await publishing
     await wait_until(lambda: {i for _, i in seen_ids(seen)} >= set(ids), 20,
@@ -88,7 +94,8 @@ async def test_a_child_killed_under_load_is_replaced_within_2s_and_no_message_is
 async def test_sigterm_with_handlers_running_exits_within_stop_timeout_plus_1s(
     tmp_path: Path, prefix: str, runs: list[Relevo]
 ) -> None:
-    path = redis_app(tmp_path, prefix, delay_s=30.0, stop_timeout="1s")
+    # each child takes at most the 4 it can run: the 8 messages reach both
+    path = redis_app(tmp_path, prefix, delay_s=30.0, prefetch=4, stop_timeout="1s")
     run = start(runs, str(path), "--processes", "2")
     await wait_until(lambda: len(run.ready_pids()) == 2, 15, "2 children ready")
     await publish(path, 8)
@@ -96,10 +103,13 @@ async def test_sigterm_with_handlers_running_exits_within_stop_timeout_plus_1s(
     await wait_until(lambda: len({pid for pid, _ in seen_ids(started)}) == 2, 10,
                      "handlers running in both children")
     run.process.send_signal(signal.SIGTERM)
-    sent_at = now()
     code = await asyncio.to_thread(run.wait_exit, 10)
-    assert now() - sent_at < 1.0 + 1.0, run.output
     assert code == 1, run.output  # a stop timed out: their messages go back to Redis
+    # From the parent taking the signal to the last child's exit, by the parent's log
+    # clock: neither this test process's scheduling nor interpreter teardown counts.
+    took_s = (run.logged_at("every child has stopped")
+              - run.logged_at("SIGTERM: stopping 2 children gracefully"))
+    assert took_s < 1.0 + 1.0, f"{took_s:.2f}s\n{run.output}"
     assert "stop_timeout" in run.output
     assert not any(alive(pid) for pid in run.all_ready_pids())
 
@@ -159,7 +169,7 @@ async def test_recycling_replaces_a_child_past_its_message_limit_and_loses_nothi
 async def test_a_second_signal_kills_the_children_and_exits_128_plus_its_number(
     tmp_path: Path, prefix: str, runs: list[Relevo]
 ) -> None:
-    path = redis_app(tmp_path, prefix, delay_s=30.0, stop_timeout="20s")
+    path = redis_app(tmp_path, prefix, delay_s=30.0, prefetch=4, stop_timeout="20s")
     run = start(runs, str(path), "--processes", "2")
     await wait_until(lambda: len(run.ready_pids()) == 2, 15, "2 children ready")
     await publish(path, 8)
