@@ -35,6 +35,7 @@ from tests.crashes import (
     amqp_publisher,
     delete_amqp_queue,
     measure,
+    rabbitmq_restart_turn,
     rabbitmqctl_available,
     redis_driver_entry,
     redis_publisher,
@@ -67,16 +68,17 @@ async def redis_run(folder: Path, messages: int, rate: float) -> Outcome:
 async def amqp_run(folder: Path, messages: int, rate: float) -> Outcome:
     publisher = amqp_publisher()
     queue = f"relevo-crash-{uuid.uuid4().hex[:8]}"
-    await publisher.start()
-    try:
-        rig = Rig(folder / "app", amqp_driver_entry(), queue)
-        return await measure(
-            rig, publisher, messages=messages, rate=rate, timeout_s=300,
-            crashes=[(FIRST_CRASH_S, lambda: restart_rabbitmq(DOWN_S))],
-        )
-    finally:
-        await delete_amqp_queue(queue)
-        await publisher.stop()
+    async with rabbitmq_restart_turn():  # no test suite restarts it during this run
+        await publisher.start()
+        try:
+            rig = Rig(folder / "app", amqp_driver_entry(), queue)
+            return await measure(
+                rig, publisher, messages=messages, rate=rate, timeout_s=300,
+                crashes=[(FIRST_CRASH_S, lambda: restart_rabbitmq(DOWN_S))],
+            )
+        finally:
+            await delete_amqp_queue(queue)
+            await publisher.stop()
 
 
 def reclaimed(outcome: Outcome) -> int:

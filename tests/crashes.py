@@ -3,6 +3,8 @@
 - `PrivateRedis` is a redis-server of the caller's own, on a free port, in a folder of its
   own, with `appendonly yes` and `appendfsync always`, that can be killed with SIGKILL and
   started again from its AOF; no test ever restarts a server other people use.
+- RabbitMQ is restarted with rabbitmqctl (stop_app / start_app) by one run at a time on a
+  machine: `rabbitmq_restart_turn` is held for the whole run.
 - `measure` writes a small application (one queue, one consumer, a handler that appends
   each message ID to its process's file), runs it in `consumers` `relevo run` processes,
   publishes `messages` at a steady pace while `crash` runs, waits until every message was
@@ -16,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import fcntl
 import os
 import shutil
 import signal
@@ -26,7 +29,7 @@ import tempfile
 import textwrap
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -118,6 +121,35 @@ class PrivateRedis:
         self.kill()
         await asyncio.sleep(down_s)
         await asyncio.to_thread(self.start)
+
+
+RESTART_TURN = Path(tempfile.gettempdir()) / "relevo-rabbitmq-restart.lock"
+
+
+@contextlib.asynccontextmanager
+async def rabbitmq_restart_turn(timeout_s: float = 600.0) -> AsyncIterator[None]:
+    """Hold this machine's one turn to restart the local RabbitMQ, for a whole run.
+
+    Test suites of several checkouts share the broker: another run's restart inside this
+    run's measurement is an outage it did not plan (more repeats than its bound), and a
+    stop_app racing another's start_app fails. A flock is released when its holder exits,
+    however it exits, so a crashed run never blocks the next.
+    """
+    fd = os.open(RESTART_TURN, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"another run held {RESTART_TURN} for {timeout_s}s") from None
+                await asyncio.sleep(0.2)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def rabbitmqctl_available() -> bool:

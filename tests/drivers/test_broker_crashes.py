@@ -16,6 +16,7 @@ from tests.crashes import (
     amqp_publisher,
     delete_amqp_queue,
     measure,
+    rabbitmq_restart_turn,
     rabbitmqctl_available,
     redis_driver_entry,
     redis_publisher,
@@ -52,6 +53,7 @@ async def test_two_redis_crashes_under_load_lose_nothing_and_repeat_at_most_what
     assert outcome.duplicates <= outcome.bound, f"{outcome}; logs: {outcome.logs}"
 
 
+@pytest.mark.timeout(480)  # its turn (up to 180 s), then a run bounded by 180 s itself
 async def test_a_rabbitmq_restart_under_load_loses_nothing_and_repeats_at_most_what_was_held(
     tmp_path: Path,
 ) -> None:
@@ -63,15 +65,16 @@ async def test_a_rabbitmq_restart_under_load_loses_nothing_and_repeats_at_most_w
         pytest.skip("needs rabbitmqctl allowed to stop and start the local broker's app")
     publisher = amqp_publisher()
     queue = f"crash-{uuid.uuid4().hex[:8]}"
-    await publisher.start()
-    try:
-        rig = Rig(tmp_path / "app", amqp_driver_entry(), queue)
-        outcome = await measure(
-            rig, publisher, messages=3000, rate=500,
-            crashes=[(2.0, lambda: restart_rabbitmq(1.0))], timeout_s=180,
-        )
-    finally:
-        await delete_amqp_queue(queue)
-        await publisher.stop()
+    async with rabbitmq_restart_turn(180):  # no other suite restarts it during this run
+        await publisher.start()
+        try:
+            rig = Rig(tmp_path / "app", amqp_driver_entry(), queue)
+            outcome = await measure(
+                rig, publisher, messages=3000, rate=500,
+                crashes=[(2.0, lambda: restart_rabbitmq(1.0))], timeout_s=180,
+            )
+        finally:
+            await delete_amqp_queue(queue)
+            await publisher.stop()
     assert outcome.lost == 0, f"{outcome}; logs: {outcome.logs}"
     assert outcome.duplicates <= outcome.bound, f"{outcome}; logs: {outcome.logs}"
