@@ -38,6 +38,7 @@ from relevo.errors import (
     SettingError,
 )
 from relevo.message import Delivery, Outcome
+from tests.amqp_cleanup import delete_ladder, delete_queues
 from tests.appfiles import write_app
 from tests.conftest import require_service
 from tests.drivers.conformance import Collector, DriverConformance, envelope
@@ -52,37 +53,14 @@ pytestmark = pytest.mark.broker
 
 
 class QueueJanitor:
-    """Deletes the queues a test created, whatever state the driver is in."""
+    """Deletes the queues a test created, and their delay ladders, whatever state the
+    driver is in."""
 
     def __init__(self) -> None:
         self.names: set[str] = set()
 
     async def clean(self) -> None:
-        if not self.names:
-            return
-        connection = await aiormq.connect(URL)
-        try:
-            channel = await connection.channel()
-            for name in self.names:
-                await channel.queue_delete(name)
-                channel = await self.delete_ladder(connection, channel, name)
-        finally:
-            await connection.close()
-
-    @staticmethod
-    async def delete_ladder(
-        connection: aiormq.abc.AbstractConnection, channel: aiormq.abc.AbstractChannel, queue: str
-    ) -> aiormq.abc.AbstractChannel:
-        """Delete the delay ladder's levels, from 0 up to the first one missing (its 404)."""
-        for level in range(delays.LEVELS):
-            name = delays.level_name(queue, level)
-            try:
-                await channel.queue_declare(name, passive=True)
-            except aiormq.exceptions.ChannelNotFoundEntity:
-                return await connection.channel()
-            await channel.queue_delete(name)
-            await channel.exchange_delete(name)
-        return channel
+        await delete_queues(self.names, URL)
 
 
 @pytest.fixture
@@ -950,7 +928,7 @@ async def test_a_ladder_deleted_behind_the_drivers_back_is_declared_again_on_the
     await wait_counts(driver, queue, ready=1, delayed=0)
     connection = await aiormq.connect(URL)
     try:
-        await janitor.delete_ladder(connection, await connection.channel(), queue)
+        await delete_ladder(connection, await connection.channel(), queue)
     finally:
         await connection.close()
 

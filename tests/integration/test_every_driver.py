@@ -12,6 +12,7 @@ import pytest
 from redis.asyncio import Redis
 
 import relevo
+from tests.amqp_cleanup import delete_queues_of_apps
 from tests.appfiles import write_app
 from tests.conftest import require_service
 from tests.drivers.postgres_support import POSTGRES_DSN, drop_schema, unique_schema
@@ -31,7 +32,9 @@ QUEUE_OPTIONS = "driver_options: {amqp: {queue_expiry: 30s}}"
 
 
 @pytest.fixture(params=sorted(DRIVERS))
-async def driver_yaml(request: pytest.FixtureRequest) -> AsyncIterator[str]:
+async def driver_yaml(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """The YAML of a driver entry named `broker`; afterwards, what the test's apps (written
+    under tmp_path) left on that broker is deleted."""
     kind = request.param
     settings, service = DRIVERS[kind]
     if service is not None:
@@ -43,6 +46,8 @@ async def driver_yaml(request: pytest.FixtureRequest) -> AsyncIterator[str]:
     if kind == "postgres":
         settings += f"\n  schema: {schema}"
     yield f"- name: broker\n  kind: queue.driver.{kind}\n  {settings}\n"
+    if kind == "amqp":
+        await delete_queues_of_apps(tmp_path)  # expiry would take the queues, not ladders
     if kind == "postgres":
         await drop_schema(schema)
     if kind == "redis":

@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 import relevo
 from relevo.errors import ConfigError
 from relevo.metrics.endpoint import PrometheusEndpoint
+from tests.amqp_cleanup import delete_queues
 from tests.appfiles import write_app
 from tests.conftest import require_service
 from tests.drivers.test_amqp import close_connection_broker_side
@@ -219,12 +220,14 @@ async def test_a_connection_the_broker_closed_counts_one_driver_reconnect() -> N
     for queue in source["entries"][1:3]:
         queue["queue_name"] = f"{name}-{queue['name']}"
         queue["driver_options"] = {"amqp": {"queue_expiry": "30s"}}
-    async with relevo.load(source) as app:
-        await app.publish("m7:work", "ok")
-        await close_connection_broker_side(name)
-        await app.publish("m7:work", "ok")  # waits for the reconnect
-        samples = await scrape(app, "m7:metrics")
-        await app.purge("m7:work")
+    try:
+        async with relevo.load(source) as app:
+            await app.publish("m7:work", "ok")
+            await close_connection_broker_side(name)
+            await app.publish("m7:work", "ok")  # waits for the reconnect
+            samples = await scrape(app, "m7:metrics")
+    finally:
+        await delete_queues(q["queue_name"] for q in source["entries"][1:3])
     assert value(samples, "relevo_driver_reconnects_total", driver="m7:mem") == 1
     assert value(samples, "relevo_messages_published_total", queue="m7:work") == 2
 

@@ -25,6 +25,7 @@ from redis.asyncio import Redis
 
 import relevo
 from relevo.drivers.redis.subscription import RedisSubscription
+from tests.amqp_cleanup import delete_queues
 from tests.appfiles import write_app
 from tests.conftest import require_service
 from tests.integration import handlers
@@ -208,18 +209,21 @@ async def test_an_amqp_message_without_a_message_id_gets_one_that_it_keeps_acros
   func: fn
   lifecycle: {{auto_start: true, stop_timeout: 5s}}
 """)
-    async with relevo.load(path) as app:
-        connection = await aiormq.connect(AMQP_URL)
-        try:
-            channel = await connection.channel()
-            for body in ({"fail": True}, {"n": 2}):
-                await publish_without_message_id(channel, name, json.dumps(body).encode())
-            await channel.basic_qos(prefetch_count=1)  # a round trip: the publishes are in
-        finally:
-            await connection.close()
-        await wait_until(lambda: len(handlers.state.calls) >= 4, timeout_s=10,
-                         what="the failing message twice more and the good one")
-        await app.stop("app:worker")
+    try:
+        async with relevo.load(path) as app:
+            connection = await aiormq.connect(AMQP_URL)
+            try:
+                channel = await connection.channel()
+                for body in ({"fail": True}, {"n": 2}):
+                    await publish_without_message_id(channel, name, json.dumps(body).encode())
+                await channel.basic_qos(prefetch_count=1)  # a round trip: the publishes are in
+            finally:
+                await connection.close()
+            await wait_until(lambda: len(handlers.state.calls) >= 4, timeout_s=10,
+                             what="the failing message twice more and the good one")
+            await app.stop("app:worker")
+    finally:
+        await delete_queues([name])
     failing = [c for c in handlers.state.calls if c.body == {"fail": True}]
     good = [c for c in handlers.state.calls if c.body == {"n": 2}]
     assert good[0].id.startswith("amqp-")
