@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from relevo.drivers.base import QueueSpec
 from relevo.drivers.credit import Credit
@@ -258,6 +259,53 @@ async def test_the_keeper_reclaims_nothing_while_its_own_settlements_wait(raw: R
         assert await raw.xlen(stream) == 1, "given back once, at the tail"
     finally:
         await delete_keys(config.key_prefix)
+
+
+def swallows_one_cancellation(entered: asyncio.Event) -> Callable[..., Awaitable[Any]]:
+    """A Redis call that turns its first cancellation into a connection error, as a
+    client library may."""
+    swallowed: list[bool] = []
+
+    async def call(*_args: Any, **_kwargs: Any) -> Any:
+        entered.set()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            if swallowed:  # the first only: a task that goes on can still be stopped
+                raise
+            swallowed.append(True)
+            raise RedisConnectionError("connection closed while reading") from None
+
+    return call
+
+
+async def test_a_subscription_whose_cancellations_are_swallowed_still_stops_on_close(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The reader and the lease keeper took such an error for an outage and went on:
+    close() waited out its bound for each and left them running behind it."""
+    require_service("redis", "127.0.0.1", 6379)
+    driver = RedisDriver(settings(claim_idle=60.0, reconnect_delay=30.0,
+                                  reconnect_max_delay=30.0))
+    await driver.start()
+    try:
+        queue = await declared(driver)
+        sub = await driver.attach(queue, Collector(), 10, {})
+        reading, renewing = asyncio.Event(), asyncio.Event()
+        sub._read = swallows_one_cancellation(reading)  # type: ignore[method-assign]
+        sub.keeper.renew = swallows_one_cancellation(renewing)  # type: ignore[method-assign]
+        reader, keeper = sub._reader, sub._keeper
+        await asyncio.wait_for(asyncio.gather(reading.wait(), renewing.wait()), 10)
+        caplog.clear()  # the shared Redis' own warnings at start
+        await sub.close()
+        stopped = reader.done(), keeper.done()
+        reader.cancel()
+        keeper.cancel()
+        assert stopped == (True, True), "a task still ran after close()"
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+    finally:
+        await driver.stop()
+        await delete_keys(driver.settings.key_prefix)
 
 
 async def test_an_unencodable_header_fails_its_own_publish_only(driver: RedisDriver) -> None:

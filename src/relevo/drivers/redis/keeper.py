@@ -72,6 +72,8 @@ class LeaseKeeper:
                     self.outage.ended()  # the flusher sends held-back settlements now
                 await self.reclaim()
             except (ResponseError, *NETWORK_ERRORS) as exc:  # the reader reports outages
+                if self.stopped:  # a cancellation the client turned into an error
+                    return
                 failed = True
                 log.debug("redis lease/reclaim on %s skipped: %s", self.member.stream, exc)
             await asyncio.sleep(period)

@@ -122,6 +122,8 @@ class RedisSubscription:
                 log.error("redis read on %s refused: %s", self.stream, exc)
                 await asyncio.sleep(self.member.settings.reconnect_max_delay)
             except NETWORK_ERRORS as exc:
+                if self._cancelled:  # a cancellation the client turned into an error
+                    return
                 delays = delays or backoff_s(self.member.settings)
                 delay = next(delays)
                 log.warning("redis read on %s failed (%s); retrying in %.2fs",
