@@ -381,6 +381,55 @@ async def test_a_listening_connection_dropped_before_the_first_consumer_is_reope
     await sub.close()
 
 
+async def test_a_listen_cancelled_on_its_way_closes_its_connection_and_the_next_listens(
+    make_driver: MakeDriver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An attach cancelled (a consumer's start timing out) while its LISTEN is on the
+    way: the connection is closed, not dropped open, and the next attach listens anew."""
+    monkeypatch.setattr(subscription, "SAFETY_POLL_S", 600.0)
+    driver = await make_driver()
+    queue = await declared(driver)
+    listener: Any = driver._listener
+    idle = listener._idle
+    listening = asyncio.create_task(listener.listen())
+    await asyncio.sleep(0)  # its LISTEN is on the way now
+    listening.cancel()
+    await asyncio.gather(listening, return_exceptions=True)
+    assert idle.closed
+    sink = Collector(auto="ack")
+    sub = await driver.attach(queue, sink, 10, {})
+    await driver.publish(queue, [envelope(1)])
+    await sink.wait_for(1)  # woken by its NOTIFY: the safety poll is ten minutes away
+    await sub.close()
+
+
+async def test_a_driver_stopped_while_a_consumer_attaches_leaves_no_listener_behind(
+    make_driver: MakeDriver, raw: psycopg.AsyncConnection[Any]
+) -> None:
+    """stop() while the first attach's LISTEN is on the way: the attach fails, and no
+    listening task nor connection outlives the driver."""
+    name = f"relevo-test-{uuid.uuid4().hex[:8]}"
+    driver = await make_driver(dsn=f"{POSTGRES_DSN}?application_name={name}")
+    queue = await declared(driver)
+    listener: Any = driver._listener
+    attaching = asyncio.create_task(driver.attach(queue, Collector(), 10, {}))
+    deadline = time.monotonic() + 10
+    while listener._idle is not None:  # each turn: its LISTEN must not have come back yet
+        assert time.monotonic() < deadline, "the attach never began to LISTEN"
+        await asyncio.sleep(0)
+    await driver.stop()
+    with pytest.raises(DriverUnavailable):
+        await attaching
+    assert not [t for t in asyncio.all_tasks() if t.get_name() == "relevo-postgres-listen"]
+
+    async def none_open() -> bool:
+        found = await raw.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (name,))
+        return await found.fetchone() == (0,)
+
+    await wait_until_async(none_open, 10, "its connections to close")
+
+
 async def test_consumers_and_publishers_carry_on_after_the_server_drops_their_connections(
     make_driver: MakeDriver, raw: psycopg.AsyncConnection[Any]
 ) -> None:

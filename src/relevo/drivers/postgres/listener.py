@@ -21,6 +21,7 @@ import psycopg
 from relevo.drivers.postgres.boundary import transient
 from relevo.drivers.postgres.queries import Queries
 from relevo.drivers.postgres.settings import PostgresSettings
+from relevo.errors import DriverUnavailable
 
 log = logging.getLogger("relevo.drivers.postgres")
 
@@ -44,6 +45,7 @@ class Listener:
         self._starting = asyncio.Lock()
         self._idle: psycopg.AsyncConnection[tuple[object, ...]] | None = None
         self._task: asyncio.Task[None] | None = None
+        self._stopped = False
 
     async def start(self) -> None:
         """Open the connection, not yet listening (bounded by publish_timeout; raises
@@ -54,26 +56,35 @@ class Listener:
 
     async def listen(self) -> None:
         """LISTEN, unless done already (bounded by publish_timeout; raises psycopg
-        errors). Returns once notifications are being received, so a claim made after
-        it misses no NOTIFY of a publish committed after that claim."""
+        errors, DriverUnavailable once stopped). Returns once notifications are being
+        received, so a claim made after it misses no NOTIFY of a publish committed after
+        that claim."""
         async with self._starting:
             if self._task is not None:
                 return
             conn, self._idle = self._idle, None
             try:
-                if conn is None:
-                    raise psycopg.OperationalError("not connected")
-                async with asyncio.timeout(self.settings.publish_timeout):
-                    await conn.execute(self.queries.listen)
-            except Exception as exc:
+                try:
+                    if conn is None:
+                        raise psycopg.OperationalError("not connected")
+                    async with asyncio.timeout(self.settings.publish_timeout):
+                        await conn.execute(self.queries.listen)
+                except Exception as exc:
+                    if conn is not None:
+                        await conn.close()
+                    if not transient(exc):
+                        raise
+                    conn = await self._connect()  # dropped while idle: once more, anew
+                if self._stopped:  # stop() ran meanwhile, and could not see this connection
+                    raise DriverUnavailable("postgres driver stopped")
+            except BaseException:
                 if conn is not None:
-                    await conn.close()
-                if not transient(exc):
-                    raise
-                conn = await self._connect()  # dropped while idle: once more, anew
+                    await conn.close()  # cancelled or stopped on the way: not left open
+                raise
             self._task = asyncio.create_task(self._run(conn), name="relevo-postgres-listen")
 
     async def stop(self) -> None:
+        self._stopped = True
         idle, self._idle = self._idle, None
         if idle is not None:
             await idle.close()
