@@ -96,7 +96,10 @@ class Publisher:
         self._pending.setdefault(queue, []).append((rows, future))
         try:
             async with asyncio.timeout(self.settings.publish_timeout):
-                await future  # cancelled on timeout: the writer then leaves its rows out
+                # Cancelled on timeout: a writer that has not taken the rows yet leaves
+                # them out; one that has may still store them (the caller may publish
+                # again: at least once).
+                await future
         except TimeoutError:
             raise DriverUnavailable(
                 f"postgres publish to {queue!r} did not complete within the publish "
@@ -115,7 +118,8 @@ class Publisher:
             self._busy.discard(queue)
 
     async def close(self) -> None:
-        """Stop the writers; publishes still waiting fail with DriverUnavailable."""
+        """Stop the writers; publishes still waiting fail with DriverUnavailable. A
+        publish writing its own batch, in its caller's task, is left to finish."""
         self._closed = True
         for task in list(self._writers):
             task.cancel()
