@@ -540,6 +540,33 @@ async def test_consumer_tag_and_exclusive_reach_the_broker(
     await first.close()
 
 
+async def test_a_consume_answered_after_its_deadline_leaves_no_consumer_behind(
+    make_driver: Callable[..., Awaitable[AmqpDriver]], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The broker may register a consumer whose reply comes after attach gave up: its
+    channel must close, or the messages that consumer takes wait, unseen and unsettled,
+    until the connection drops."""
+    driver = await make_driver()
+    queue = unique("late-consume")
+    await driver.declare(QueueSpec(queue, {"durable": False}))
+    consume = aiormq.Channel.basic_consume
+
+    async def answered_too_late(channel: aiormq.Channel, *args: Any, **kwargs: Any) -> Any:
+        await consume(channel, *args, **kwargs)
+        raise TimeoutError  # the reply came after attach's deadline
+
+    monkeypatch.setattr(aiormq.Channel, "basic_consume", answered_too_late)
+    with pytest.raises(DriverUnavailable):
+        await driver.attach(queue, Collector(), 10, {})
+    monkeypatch.undo()
+    await wait_counts(driver, queue, consumer_count=0)
+    await driver.publish(queue, [envelope(1)])
+    sink = Collector()
+    sub = await driver.attach(queue, sink, 10, {})
+    await sink.wait_for(1)
+    await sub.close()
+
+
 # -- connection settings and TLS (no TLS server needed) -------------------------------
 
 

@@ -105,24 +105,27 @@ class AmqpSubscription:
         with dropped_link_fails(f"cannot open a channel for {self.queue!r}"):
             channel = await self._link.channel(deadline, confirms=False)
         self._window.reset(channel)
-        # Fails on a missing queue, exclusive use elsewhere, or a drop.
-        with queue_boundary("consume from", self.queue, self._not_consuming):
-            async with asyncio.timeout_at(deadline):
-                await channel.basic_qos(prefetch_count=self._prefetch)
-                ok = await channel.basic_consume(
-                    self.queue,
-                    self._on_message,
-                    exclusive=self._options.exclusive,
-                    consumer_tag=self._options.consumer_tag,
-                )
+        try:  # fails on a missing queue, exclusive use elsewhere, a drop or the deadline
+            with queue_boundary("consume from", self.queue):
+                async with asyncio.timeout_at(deadline):
+                    await channel.basic_qos(prefetch_count=self._prefetch)
+                    ok = await channel.basic_consume(
+                        self.queue,
+                        self._on_message,
+                        exclusive=self._options.exclusive,
+                        consumer_tag=self._options.consumer_tag,
+                    )
+        except RelevoError:
+            # The broker may have registered the consumer after the deadline: open, its
+            # channel would hold messages no one settles until the connection drops.
+            self._window.channel = None
+            await close_quietly(channel)
+            raise
         self._consumer_tag = ok.consumer_tag
         channel.closing.add_done_callback(lambda _: self._channel_lost(channel))
         channel.on_consumer_cancel_callbacks.add(
             lambda frame: self._cancelled_by_broker(channel, frame.consumer_tag)
         )
-
-    def _not_consuming(self, _error: RelevoError) -> None:
-        self._window.channel = None
 
     def _cancelled_by_broker(self, channel: aiormq.Channel, consumer_tag: str | None) -> None:
         """The broker ended the consumer (its queue was deleted): start over on a new channel.
