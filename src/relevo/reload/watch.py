@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -23,6 +24,7 @@ log = logging.getLogger("relevo.reload")
 
 DEBOUNCE_MS = 300  # an editor's save is often several writes: take them as one change
 WATCHING_CHECK_MS = 500  # how often the watch thread looks up from waiting
+MTIME_SLACK_NS = 50_000_000  # file times come from a coarse clock that may lag time_ns()
 
 
 def watched_files(root: Path, registry: Registry) -> set[str]:
@@ -45,6 +47,13 @@ def _snapshot(root: Path, files: set[str]) -> dict[str, tuple[int, int] | None]:
     return found
 
 
+def _unknown_if_newer(state: tuple[int, int] | None, since_ns: int) -> tuple[int, int] | None:
+    """`state`, or (-1, -1) (which no file has) when the file changed after `since_ns`."""
+    if state is not None and since_ns and state[0] >= since_ns:
+        return (-1, -1)
+    return state
+
+
 def _folder(root: Path) -> Path | None:
     return root.resolve() if root.is_dir() else None
 
@@ -61,6 +70,7 @@ async def watch_config(
     """
     folder = _folder(root)
     seen: dict[str, tuple[int, int] | None] = {}
+    reload_began_ns = 0
     while not stop.is_set():
         files = watched_files(root, current())
         dirs = sorted({os.path.dirname(f) for f in files} | ({str(folder)} if folder else set()))
@@ -73,8 +83,11 @@ async def watch_config(
             )
 
         # What the last reload read, not what is there now: a file written while that
-        # reload ran, or between it and this watch, is a change still to apply.
-        before = {name: seen.get(name, state) for name, state in _snapshot(root, files).items()}
+        # reload ran, or between it and this watch, is a change still to apply. A file
+        # that reload named for the first time was read at a moment not known here: if
+        # it was written since the reload began, it is read once more.
+        before = {name: seen.get(name, _unknown_if_newer(state, reload_began_ns))
+                  for name, state in _snapshot(root, files).items()}
         changed = False
         # yield_on_timeout: the first (empty) batch proves the watch is in place; what
         # changed before that is caught by comparing with the snapshot taken before it
@@ -98,4 +111,5 @@ async def watch_config(
             return
         log.info("config changed; reloading")
         seen = _snapshot(root, files)
+        reload_began_ns = time.time_ns() - MTIME_SLACK_NS
         await on_change()
