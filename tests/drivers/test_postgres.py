@@ -11,9 +11,11 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg_pool import AsyncConnectionPool
 
 from relevo.drivers.base import QueueSpec
 from relevo.drivers.postgres import subscription
+from relevo.drivers.postgres.boundary import on_connection
 from relevo.drivers.postgres.driver import PostgresDriver
 from relevo.drivers.postgres.queries import SCHEMA_VERSION
 from relevo.errors import DriverUnavailable, PublishError, QueueFull, QueueNotFound
@@ -173,6 +175,21 @@ async def test_a_late_nack_after_the_lease_was_reclaimed_changes_nothing(
 
 
 # -- schema, outages, transactional publish -------------------------------------------------
+
+
+async def test_a_statement_on_a_closed_pool_fails_at_once_not_after_its_retries() -> None:
+    """A pool the driver closed (it is stopping) is not an outage to wait out: a
+    statement caught by the stop fails now, not when its publish_timeout runs out."""
+    require_service("postgres", "127.0.0.1", 5432)
+    pool: AsyncConnectionPool = AsyncConnectionPool(POSTGRES_DSN, min_size=1, open=False)
+    await pool.open(wait=True)
+    await pool.close()
+
+    async def select(conn: psycopg.AsyncConnection[Any]) -> None:
+        await conn.execute("SELECT 1")
+
+    with pytest.raises(DriverUnavailable):
+        await asyncio.wait_for(on_connection(pool, "a select", 60.0, select), 10)
 
 
 async def test_a_schema_newer_than_this_relevo_is_refused(

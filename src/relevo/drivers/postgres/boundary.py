@@ -87,7 +87,7 @@ async def on_connection(
                 async with asyncio.timeout_at(deadline), pooled(pool) as conn:
                     return await work(conn)
             except Exception as exc:
-                if not transient(exc) or loop.time() + delay >= deadline:
-                    raise
+                if not transient(exc) or pool.closed or loop.time() + delay >= deadline:
+                    raise  # a closed pool is the driver stopping: no retry brings it back
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
