@@ -9,6 +9,7 @@ import asyncio
 import threading
 
 from relevo.drivers.credit import Credit
+from relevo.drivers.redis.connection import Outage
 from relevo.drivers.redis.keeper import leases, orphans
 from relevo.drivers.redis.settlements import Settlements
 from relevo.message import Delivery, Outcome
@@ -133,3 +134,24 @@ async def test_only_pending_entries_no_handler_holds_are_orphans() -> None:
     held = sub.deliver(1)
     rows = [{"message_id": held.tag}, {"message_id": b"9-0"}]
     assert orphans(rows, sub.credit.unsettled) == [b"9-0"]
+
+
+async def test_redis_reached_while_a_failed_task_drops_its_connections_ends_its_pause() -> None:
+    """A task that failed awaits the dropping of its idle connections before it pauses;
+    another task reaching Redis meanwhile must still cut that pause short, or the
+    subscription sits out a whole backoff step (up to reconnect_max_delay) for nothing."""
+    outage = Outage()
+    outage.failed()  # the reader's read failed
+    outage.ended()  # the flusher got through while the reader dropped its connections
+    await asyncio.wait_for(outage.pause(60.0), 5)
+
+
+async def test_a_pause_waits_for_a_call_that_goes_through_after_the_failure() -> None:
+    outage = Outage()
+    outage.ended()  # an earlier outage, long over
+    outage.failed()
+    pausing = asyncio.create_task(outage.pause(60.0))
+    await asyncio.sleep(0)
+    assert not pausing.done()
+    outage.ended()
+    await asyncio.wait_for(pausing, 5)

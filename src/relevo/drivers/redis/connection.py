@@ -140,9 +140,15 @@ class Outage:
     def __init__(self) -> None:
         self._reached = asyncio.Event()
 
-    async def pause(self, delay: float) -> None:
-        """Wait `delay` before retrying, or less if another task reached Redis meanwhile."""
+    def failed(self) -> None:
+        """A call just failed: from now on, only a call that goes through wakes `pause`.
+        Said at once, before anything is awaited, so that another task reaching Redis
+        while this one drops its connections still cuts this one's pause short."""
         self._reached.clear()
+
+    async def pause(self, delay: float) -> None:
+        """Wait `delay` before retrying, or less if another task reached Redis since this
+        one `failed`."""
         with contextlib.suppress(builtins.TimeoutError):  # not redis' TimeoutError
             async with asyncio.timeout(delay):
                 await self._reached.wait()

@@ -184,6 +184,7 @@ class Flusher:
                 results = await pipe.execute(raise_on_error=False)
                 break
             except NETWORK_ERRORS as exc:
+                self.outage.failed()
                 delays = delays or backoff_s(m.settings)
                 delay = next(delays)
                 log.warning("redis settle on %s failed (%s); retrying in %.2fs",

@@ -124,6 +124,7 @@ class RedisSubscription:
             except NETWORK_ERRORS as exc:
                 if self._cancelled:  # a cancellation the client turned into an error
                     return
+                self.outage.failed()
                 delays = delays or backoff_s(self.member.settings)
                 delay = next(delays)
                 log.warning("redis read on %s failed (%s); retrying in %.2fs",
