@@ -82,8 +82,8 @@ def tls_connection_class(tls: TlsSettings) -> type[TlsConnection]:
 async def warn_if_volatile(client: Redis, settings: RedisSettings) -> None:
     """Log a warning when the server keeps nothing on disk (no AOF, no RDB snapshots):
     its next restart loses every message in every queue; and one when it may evict any
-    key under memory pressure, a whole queue's stream included. A server that refuses
-    CONFIG (managed Redis, ACLs) is not second-guessed."""
+    key under memory pressure, a whole queue's stream included. Each once per process
+    and server. A server that refuses CONFIG (managed Redis, ACLs) is not second-guessed."""
     try:
         async with asyncio.timeout(settings.publish_timeout):
             pipe = client.pipeline(transaction=False)
@@ -95,19 +95,31 @@ async def warn_if_volatile(client: Redis, settings: RedisSettings) -> None:
         log.debug("redis persistence settings not readable: %s", exc)
         return
     aof, snapshots = _text(appendonly.get("appendonly")), _text(save.get("save"))
-    if aof == "no" and snapshots == "":
+    if aof == "no" and snapshots == "" and _first_time(settings.url, "volatile"):
         log.warning(
             "redis at %s keeps nothing on disk (appendonly no, save \"\"): a Redis restart "
             "loses every message in its queues; set appendonly yes (see docs/production.md)",
             safe_url(settings.url),
         )
     eviction = _text(policy.get("maxmemory-policy")) or ""
-    if eviction.startswith("allkeys"):
+    if eviction.startswith("allkeys") and _first_time(settings.url, "evicting"):
         log.warning(
             "redis at %s has maxmemory-policy %s: when memory runs out it may evict a "
             "queue's stream, every message in it; set noeviction (see docs/production.md)",
             safe_url(settings.url), eviction,
         )
+
+
+_warned: set[tuple[str, str]] = set()
+
+
+def _first_time(url: str, warning: str) -> bool:
+    """Whether this process has not yet given `warning` about the server at `url`: every
+    driver and every restart of one checks, and one warning says it all."""
+    if (url, warning) in _warned:
+        return False
+    _warned.add((url, warning))
+    return True
 
 
 def safe_url(url: str) -> str:
