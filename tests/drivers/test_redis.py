@@ -39,7 +39,7 @@ MakeDriver = Callable[..., Awaitable[RedisDriver]]
 
 
 def settings(**overrides: Any) -> RedisSettings:
-    """Fast timings, and a key prefix no other test (or engineer) shares."""
+    """Fast timings, and a key prefix no other test or user of this Redis shares."""
     values: dict[str, Any] = {
         "url": REDIS_URL,
         "key_prefix": f"relevo-test:{uuid.uuid4().hex[:12]}:",
