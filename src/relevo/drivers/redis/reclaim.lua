@@ -36,19 +36,7 @@ for _, consumer in ipairs(redis.call('XINFO', 'CONSUMERS', stream, group)) do
       local id, deliveries = row[1], row[4]
       local found = redis.call('XRANGE', stream, id, id)[1]
       if found then
-        local fields = found[2]
-        local seen = false
-        for f = 1, #fields, 2 do
-          if fields[f] == 'a' then
-            fields[f + 1] = tostring((tonumber(fields[f + 1]) or 0) + deliveries)
-            seen = true
-          end
-        end
-        if not seen then
-          fields[#fields + 1] = 'a'
-          fields[#fields + 1] = tostring(deliveries)
-        end
-        redis.call('XADD', stream, '*', unpack(fields))
+        redis.call('XADD', stream, '*', unpack(raise_attempts(found[2], deliveries)))
       end
       redis.call('XACK', stream, group, id)
       redis.call('XDEL', stream, id)

@@ -22,19 +22,7 @@ for i = 4, #ARGV do
   if pending and (owner == '' or pending[2] == owner) then
     local found = redis.call('XRANGE', stream, id, id)[1]
     if found then
-      local fields = found[2]
-      local seen = false
-      for f = 1, #fields, 2 do
-        if fields[f] == 'a' then
-          fields[f + 1] = tostring((tonumber(fields[f + 1]) or 0) + bump)
-          seen = true
-        end
-      end
-      if not seen and bump > 0 then
-        fields[#fields + 1] = 'a'
-        fields[#fields + 1] = tostring(bump)
-      end
-      redis.call('XADD', stream, '*', unpack(fields))
+      redis.call('XADD', stream, '*', unpack(raise_attempts(found[2], bump)))
     end
     redis.call('XACK', stream, group, id)
     redis.call('XDEL', stream, id)

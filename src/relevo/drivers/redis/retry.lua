@@ -19,19 +19,7 @@ for i = 3, #ARGV, 2 do
   if pending and pending[2] == owner then
     local found = redis.call('XRANGE', stream, id, id)[1]
     if found then
-      local fields = found[2]
-      local seen = false
-      for f = 1, #fields, 2 do
-        if fields[f] == 'a' then
-          fields[f + 1] = tostring((tonumber(fields[f + 1]) or 0) + 1)
-          seen = true
-        end
-      end
-      if not seen then
-        fields[#fields + 1] = 'a'
-        fields[#fields + 1] = '1'
-      end
-      redis.call('ZADD', delayed, due, cmsgpack.pack(id, unpack(fields)))
+      redis.call('ZADD', delayed, due, cmsgpack.pack(id, unpack(raise_attempts(found[2], 1))))
     end
     redis.call('XACK', stream, group, id)
     redis.call('XDEL', stream, id)

@@ -15,14 +15,18 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError
 
 
+def _read(name: str) -> str:
+    return resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
+
+
 class Script:
-    """One `.lua` file beside this module."""
+    """One `.lua` file beside this module, after the shared ones it names (`uses`)."""
 
     __slots__ = ("name", "sha", "source")
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, uses: tuple[str, ...] = ()) -> None:
         self.name = name
-        self.source = resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
+        self.source = "".join(_read(shared) for shared in (*uses, name))
         self.sha = hashlib.sha1(self.source.encode()).hexdigest()
 
     def queue(self, pipe: Pipeline, keys: list[Any], args: list[Any]) -> None:
@@ -36,11 +40,11 @@ class Script:
             return await client.eval(self.source, len(keys), *keys, *args)
 
 
-REQUEUE = Script("requeue.lua")
-RECLAIM = Script("reclaim.lua")
+REQUEUE = Script("requeue.lua", uses=("attempts.lua",))
+RECLAIM = Script("reclaim.lua", uses=("attempts.lua",))
 REMOVE = Script("remove.lua")
 LOCATE = Script("locate.lua")
 DELAY = Script("delay.lua")
 PROMOTE = Script("promote.lua")
-RETRY = Script("retry.lua")
+RETRY = Script("retry.lua", uses=("attempts.lua",))
 BOUNDED = Script("bounded.lua")
