@@ -10,7 +10,6 @@ protocol and gives `published_per_s` and `processed_per_s` as well.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
@@ -18,6 +17,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
+from relevo.dashboard.background import BackgroundLoop
 from relevo.drivers.base import QueueStats
 
 log = logging.getLogger("relevo.dashboard")
@@ -55,29 +55,17 @@ class RateSource(Protocol):
 ReadStats = Callable[[str], Awaitable[QueueStats]]
 
 
-class History:
+class History(BackgroundLoop):
     """Samples per queue, oldest first; one sampler task per dashboard."""
 
+    task_name = "relevo-dashboard-history"
+
     def __init__(self, queue_ids: Iterable[str], read: ReadStats, sample_s: float = 5.0) -> None:
+        super().__init__()
         self.sample_s = sample_s
         self._read = read
         size = int(KEEP_S / sample_s) + 2
         self.samples: dict[str, deque[Sample]] = {q: deque(maxlen=size) for q in queue_ids}
-        self._task: asyncio.Task[None] | None = None
-
-    def ensure_started(self) -> None:
-        """Start sampling on first use (a mounted app gets no lifespan events of its own)."""
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(
-                self._run(), name="relevo-dashboard-history"
-            )
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     def record(self, queue_id: str, stats: QueueStats, at: float | None = None) -> None:
         series = self.samples.get(queue_id)

@@ -10,13 +10,13 @@ down, or run without the entry) the rates fall back to the count deltas.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import urllib.request
 from collections import defaultdict, deque
 from dataclasses import dataclass
 
+from relevo.dashboard.background import BackgroundLoop
 from relevo.dashboard.history import RATE_WINDOW_S, Rates, RateSource
 
 log = logging.getLogger("relevo.dashboard")
@@ -45,28 +45,17 @@ def parse(text: str, at: float) -> Scrape:
     return Scrape(at, dict(sums[PUBLISHED]), dict(sums[PROCESSED]))
 
 
-class MetricsRates:
+class MetricsRates(BackgroundLoop):
     """A RateSource scraping `url`; `fallback` answers while the endpoint cannot."""
 
+    task_name = "relevo-dashboard-metrics"
+
     def __init__(self, url: str, fallback: RateSource, sample_s: float = 5.0) -> None:
+        super().__init__()
         self.url = url
         self.fallback = fallback
         self.sample_s = sample_s
         self.scrapes: deque[Scrape] = deque(maxlen=int(RATE_WINDOW_S / sample_s) + 2)
-        self._task: asyncio.Task[None] | None = None
-
-    def ensure_started(self) -> None:
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(
-                self._run(), name="relevo-dashboard-metrics"
-            )
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     async def _run(self) -> None:
         while True:
