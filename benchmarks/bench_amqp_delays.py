@@ -23,11 +23,11 @@ import random
 import time
 import uuid
 
-import aiormq
+from tests.amqp_cleanup import delete_queues
 
 import relevo
 from benchmarks import handlers
-from benchmarks.harness import app_folder
+from benchmarks.harness import app_folder, quantile
 from relevo.drivers.amqp import delays
 
 URL = os.environ.get("RELEVO_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -73,31 +73,8 @@ async def lateness(messages: int, rate: float, delayed: bool) -> list[float]:
                 await app.publish_batch("bench:tasks", bodies, at=due if delayed else None)
             await asyncio.wait_for(done, 120)
     finally:
-        await delete(queue)
+        await delete_queues([queue], URL)  # and its delay ladder
     return list(handlers.lateness)
-
-
-async def delete(queue: str) -> None:
-    """Delete the queue and its delay ladder (levels 0 up to the first missing one)."""
-    connection = await aiormq.connect(URL)
-    try:
-        channel = await connection.channel()
-        await channel.queue_delete(queue)
-        for level in range(delays.LEVELS):
-            name = delays.level_name(queue, level)
-            try:
-                await channel.queue_declare(name, passive=True)
-            except aiormq.exceptions.ChannelNotFoundEntity:
-                break
-            await channel.queue_delete(name)
-            await channel.exchange_delete(name)
-    finally:
-        await connection.close()
-
-
-def quantile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def main() -> None:

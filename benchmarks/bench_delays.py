@@ -37,7 +37,7 @@ from redis.asyncio import Redis
 
 import relevo
 from benchmarks import handlers
-from benchmarks.harness import app_folder
+from benchmarks.harness import app_folder, quantile
 from relevo.drivers.base import QueueSpec
 from relevo.drivers.redis.driver import RedisDriver
 from relevo.drivers.redis.settings import RedisSettings
@@ -100,11 +100,6 @@ async def lateness(driver: str, messages: int, delayed: bool) -> list[float]:
     finally:
         await delete_keys(prefix)
     return list(handlers.lateness)
-
-
-def quantile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def lateness_table(messages: int) -> None:

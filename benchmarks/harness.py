@@ -23,3 +23,9 @@ def table(title: str, rows: list[tuple[str, float]], baseline: str, unit: str = 
     print(f"  {'':<46} {unit:>12} {'vs ' + baseline:>22}")
     for name, value in rows:
         print(f"  {name:<46} {value:>12,.0f} {value / base:>21.2f}x")
+
+
+def quantile(values: list[float], q: float) -> float:
+    """The value below which a fraction `q` of `values` lies (p50: 0.5, p99: 0.99)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
