@@ -91,17 +91,25 @@ async def test_a_child_killed_under_load_is_replaced_within_2s_and_no_message_is
     assert run.wait_exit() == 0, run.output
 
 
-async def test_sigterm_with_handlers_running_exits_within_stop_timeout_plus_1s(
-    tmp_path: Path, prefix: str, runs: list[Relevo]
-) -> None:
+async def handlers_running_in_two_children(
+    tmp_path: Path, prefix: str, runs: list[Relevo], *, stop_timeout: str
+) -> Relevo:
+    """`relevo run --processes 2` with 30 s handlers running in both children."""
     # each child takes at most the 4 it can run: the 8 messages reach both
-    path = redis_app(tmp_path, prefix, delay_s=30.0, prefetch=4, stop_timeout="1s")
+    path = redis_app(tmp_path, prefix, delay_s=30.0, prefetch=4, stop_timeout=stop_timeout)
     run = start(runs, str(path), "--processes", "2")
     await wait_until(lambda: len(run.ready_pids()) == 2, 15, "2 children ready")
     await publish(path, 8)
     started = tmp_path / "seen.txt.started"
     await wait_until(lambda: len({pid for pid, _ in seen_ids(started)}) == 2, 10,
                      "handlers running in both children")
+    return run
+
+
+async def test_sigterm_with_handlers_running_exits_within_stop_timeout_plus_1s(
+    tmp_path: Path, prefix: str, runs: list[Relevo]
+) -> None:
+    run = await handlers_running_in_two_children(tmp_path, prefix, runs, stop_timeout="1s")
     run.process.send_signal(signal.SIGTERM)
     code = await asyncio.to_thread(run.wait_exit, 10)
     assert code == 1, run.output  # a stop timed out: their messages go back to Redis
@@ -169,13 +177,7 @@ async def test_recycling_replaces_a_child_past_its_message_limit_and_loses_nothi
 async def test_a_second_signal_kills_the_children_and_exits_128_plus_its_number(
     tmp_path: Path, prefix: str, runs: list[Relevo]
 ) -> None:
-    path = redis_app(tmp_path, prefix, delay_s=30.0, prefetch=4, stop_timeout="20s")
-    run = start(runs, str(path), "--processes", "2")
-    await wait_until(lambda: len(run.ready_pids()) == 2, 15, "2 children ready")
-    await publish(path, 8)
-    started = tmp_path / "seen.txt.started"
-    await wait_until(lambda: len({pid for pid, _ in seen_ids(started)}) == 2, 10,
-                     "handlers running in both children")
+    run = await handlers_running_in_two_children(tmp_path, prefix, runs, stop_timeout="20s")
     run.process.send_signal(signal.SIGTERM)
     await wait_until(lambda: run.count("stopping 2 children gracefully") == 1, 5, "a stop")
     run.process.send_signal(signal.SIGINT)
