@@ -166,12 +166,15 @@ async def test_a_late_nack_after_the_lease_was_reclaimed_changes_nothing(
     sink = Collector()
     sub = await driver.attach(queue, sink, 1, {})
     await sink.wait_for(1)
-    table = f'"{driver.settings.schema_name}".messages'
-    await raw.execute(f"UPDATE {table} SET locked_by = 'someone-else'")
+    schema = f'"{driver.settings.schema_name}"'
+    await raw.execute(f"UPDATE {schema}.leases SET token = 'someone-else'")
     assert sink.deliveries[0].nack() is True
     await sub.close()
-    row = await (await raw.execute(f"SELECT locked_by, attempts FROM {table}")).fetchall()
-    assert row == [("someone-else", 0)]
+    leases = await (await raw.execute(
+        f"SELECT token, cardinality(coalesce(open, seqs)), attempts FROM {schema}.leases"))\
+        .fetchall()
+    assert leases == [("someone-else", 1, [0])]
+    assert await (await raw.execute(f"SELECT * FROM {schema}.messages")).fetchall() == []
 
 
 # -- schema, outages, transactional publish -------------------------------------------------
@@ -218,13 +221,14 @@ async def test_index_message_ids_builds_the_id_index_on_an_existing_schema(
 
     async def indexes() -> list[str]:
         found = await raw.execute(
-            "SELECT indexname FROM pg_indexes WHERE schemaname = %s AND indexdef LIKE %s",
-            (schema, "%(id) WHERE (locked_until IS NULL)%"))
+            "SELECT indexname FROM pg_indexes WHERE schemaname = %s"
+            " AND tablename = 'messages' AND indexdef LIKE %s",
+            (schema, "%USING btree (id)"))
         return [row[0] for row in await found.fetchall()]
 
     assert await indexes() == []
     second = await make_driver(index_message_ids=True)
-    assert await indexes() == ["messages_ready_id"]
+    assert await indexes() == ["messages_id"]
     assert [e.id for e in await second.peek(queue, 10, after=sent[0].id)] == \
         [e.id for e in sent[1:]]
     assert await first.remove(queue, [sent[1].id]) == 1  # a driver without it: the same

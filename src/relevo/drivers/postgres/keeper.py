@@ -1,8 +1,8 @@
 """The keeper of one subscription's leases, and the reclaimer of dead consumers' rows.
 
-Every `claim_idle / 3` it extends the lease of every row its subscription holds (so a
-handler may run for longer than claim_idle without its message going to someone else),
-marks its consumer as alive, and hands back rows whose lease ran out: their holder was
+Every `claim_idle / 3` it extends every lease its subscription holds (so a handler may
+run for longer than claim_idle without its message going to someone else), marks its
+consumer as alive, and hands back the messages of leases that ran out: their holder was
 killed or stalled past claim_idle. Those return in place with one attempt more (a
 handler had them and never settled) and a NOTIFY wakes the queue's consumers.
 """
@@ -21,8 +21,8 @@ from relevo.drivers.postgres.settings import PostgresSettings
 
 log = logging.getLogger("relevo.drivers.postgres")
 
-RECLAIM_BATCH = 1000
-"""Expired rows handed back per statement; a tick repeats until none are left."""
+RECLAIM_BATCH = 100
+"""Expired leases handed back per statement; a tick repeats until none are left."""
 
 
 class LeaseKeeper:
@@ -60,17 +60,17 @@ class LeaseKeeper:
         params = {"queue": self.queue, "token": self.token, "lease_s": self.settings.claim_idle,
                   "stale_s": self.stale_s, "limit": RECLAIM_BATCH, "channel": q.channel}
         async with self.pool.connection() as conn:
-            seqs = list(self.held())
+            leases = list(self.held())
             async with conn.pipeline():
                 await conn.execute(q.heartbeat, params)
-                if seqs:
-                    await conn.execute(q.extend, params | {"seqs": seqs})
+                if leases:
+                    await conn.execute(q.extend, params | {"leases": leases})
                 await conn.execute(q.forget_stale, params)
             moved = 0
             while True:
                 cur = await conn.execute(q.reclaim, params)
                 moved += cur.rowcount
-                if cur.rowcount < RECLAIM_BATCH:
+                if not cur.rowcount:  # no expired lease with an open message left
                     break
             if moved:
                 await conn.execute(q.notify, params)

@@ -1,10 +1,12 @@
-"""One consumer's subscription: claim rows with a lease, push them, settle in batches.
+"""One consumer's subscription: claim batches under a lease, push them, settle in batches.
 
 The fetch loop claims as many rows as the subscription has credit for (one statement,
-`FOR UPDATE SKIP LOCKED`), pushes them in order, and when the queue has nothing ready
-sleeps until a NOTIFY for its queue, the next delayed row's due time, or the slow
-safety poll, whichever comes first. Settlements are queued by `settle()` (which must
-not block) and written by the flush loop, many per round trip.
+`FOR UPDATE SKIP LOCKED`, which moves them into one lease row), pushes them in order,
+and when the queue has nothing ready sleeps until a NOTIFY for its queue, the next
+delayed row's due time, or the slow safety poll, whichever comes first. Acks ride with
+the next claim; nacks and releases are written by the flush loop, many per round trip.
+`settle()` only records (it must not block). One write at a time: a lease row's
+settlements are written in the order they were taken.
 """
 
 from __future__ import annotations
@@ -35,6 +37,19 @@ SAFETY_POLL_S = 5.0
 """Longest sleep without a NOTIFY: a lost notification delays a message by this much."""
 
 
+class _Lease:
+    """One claimed batch: how many of its deliveries are unsettled, and the settlements
+    not written yet (acked seqs; nacked or released ones as (seq, bump, due, keep))."""
+
+    __slots__ = ("acks", "backs", "id", "left")
+
+    def __init__(self, lease_id: int, size: int) -> None:
+        self.id = lease_id
+        self.left = size
+        self.acks: list[int] = []
+        self.backs: list[tuple[int, int, float | None, bool]] = []
+
+
 class PostgresSubscription:
     """A `Subscription` on one queue of the PostgreSQL driver."""
 
@@ -58,9 +73,10 @@ class PostgresSubscription:
         self.sink = sink
         self.token = uuid.uuid4().hex
         self.credit = Credit(prefetch)
-        self._acks: list[int] = []
-        self._nacks: list[tuple[int, float | None]] = []
-        self._releases: list[int] = []
+        self._leases: dict[int, _Lease] = {}  # by id, until their row is gone
+        self._lease_of: dict[int, _Lease] = {}  # an unsettled delivery's lease, by seq
+        self._unwritten: dict[int, _Lease] = {}  # leases with settlements to write
+        self._writing = asyncio.Lock()
         self._dirty = asyncio.Event()
         self._wake = asyncio.Event()
         self._cancelled = False
@@ -92,12 +108,11 @@ class PostgresSubscription:
                 return
             self._wake.clear()  # a NOTIFY (or an ack) arriving during the claim sets it again
             wanted = self.credit.available
-            acks, self._acks = self._acks, []
             try:
-                rows, sleep_s = await self._claim(wanted, acks)
+                async with self._writing:
+                    rows, sleep_s = await self._claim(wanted)
                 delays = None
             except BaseException as exc:
-                self._acks.extend(acks)  # maybe not applied: send them again (idempotent)
                 if isinstance(exc, asyncio.CancelledError):
                     raise
                 if not transient(exc):
@@ -110,38 +125,64 @@ class PostgresSubscription:
                 continue
             if rows:
                 self._deliver(rows)
-            if len(rows) < wanted and not self._acks:
+            if len(rows) < wanted and not self._acks_unwritten():
                 try:
                     async with asyncio.timeout(sleep_s):
                         await self._wake.wait()
                 except TimeoutError:
                     pass
 
-    async def _claim(self, limit: int, acks: list[int]) -> tuple[Sequence[Any], float]:
-        """Ack `acks` and claim up to `limit` rows in one statement; and if fewer rows came
-        than asked, how long to sleep before the next delayed row is due."""
+    async def _claim(self, limit: int) -> tuple[Sequence[Any], float]:
+        """Write the acks of leases without nacks or releases and claim up to `limit`
+        rows, in one statement; and if fewer rows came than asked, how long to sleep
+        before the next delayed row is due. Acks not written go back to their leases."""
+        taken = [lease for lease in self._unwritten.values() if not lease.backs]
+        done = [lease.id for lease in taken if not lease.left]
+        partial = [(lease, len(lease.acks)) for lease in taken if lease.left]
+        acks = [seq for lease, _ in partial for seq in lease.acks]
+        for lease in taken:
+            del self._unwritten[lease.id]
         q = self.queries
-        async with pooled(self.pool) as conn:
-            cur = conn.cursor(binary=True)
-            await cur.execute(q.claim, self._params | {"limit": limit, "acks": acks})
-            rows = await cur.fetchall()
-            if len(rows) == limit:
-                return rows, 0.0
-            await cur.execute(q.next_due, self._params)
-            found = await cur.fetchone()
+        params = self._params | {"limit": limit, "done": done, "acks": acks,
+                                 "partial": [lease.id for lease, _ in partial]}
+        try:
+            async with pooled(self.pool) as conn:
+                cur = conn.cursor(binary=True)
+                await cur.execute(q.claim, params)
+                rows = await cur.fetchall()
+                if len(rows) < limit:
+                    await cur.execute(q.next_due, self._params)
+                    found = await cur.fetchone()
+        except BaseException:
+            for lease in taken:  # maybe not applied: send them again (idempotent)
+                if lease.id not in self._unwritten:
+                    self._unwritten[lease.id] = lease
+            raise
+        for lease_id in done:
+            del self._leases[lease_id]
+        for lease, written in partial:  # acks that came during the claim stay
+            del lease.acks[:written]
+        if len(rows) == limit:
+            return rows, 0.0
         due_in = found[0] if found is not None else None
         sleep_s = SAFETY_POLL_S if due_in is None else min(SAFETY_POLL_S, max(0.001, due_in))
         return rows, sleep_s
 
+    def _acks_unwritten(self) -> bool:
+        """Whether the next claim has acks to write."""
+        return any(not lease.backs for lease in self._unwritten.values())
+
     def _held(self) -> list[int]:
-        """Rows whose lease the keeper extends: with handlers, or settled and not yet
-        written (an outage holds settlements back; their rows must not go to others)."""
-        held: list[int] = list(self.credit.unsettled)  # type: ignore[arg-type]  # row seqs
-        return held + self._acks + [seq for seq, _ in self._nacks] + self._releases
+        """Leases the keeper extends: with handlers, or settled and not yet written (an
+        outage holds settlements back; their messages must not go to others)."""
+        return list(self._leases)
 
     def _deliver(self, rows: Sequence[Any]) -> None:
-        credit, sink = self.credit, self.sink
-        for seq, message_id, body, headers, attempts in rows:
+        credit, sink, lease_of = self.credit, self.sink, self._lease_of
+        lease = _Lease(rows[0][0], len(rows))
+        self._leases[lease.id] = lease
+        for _, seq, message_id, body, headers, attempts in rows:
+            lease_of[seq] = lease
             try:
                 delivery = Delivery(
                     self, message_id, body, msgpack.unpackb(headers) if headers else None,
@@ -165,15 +206,18 @@ class PostgresSubscription:
     def settle(self, delivery: Delivery, outcome: Outcome, due: float | None = None) -> None:
         if not self.credit.settle(delivery):  # given back by close() already
             return
+        lease = self._lease_of.pop(delivery.tag)
+        lease.left -= 1
+        self._unwritten[lease.id] = lease
         if outcome is Outcome.ACK:
-            self._acks.append(delivery.tag)
-            if not self._cancelled:  # the fetch loop sends it with its next claim
+            lease.acks.append(delivery.tag)
+            if not lease.backs and not self._cancelled:  # written with the next claim
                 self._wake.set()
                 return
         elif outcome is Outcome.NACK:
-            self._nacks.append((delivery.tag, due))
+            lease.backs.append((delivery.tag, 1, due, False))
         else:
-            self._releases.append(delivery.tag)
+            lease.backs.append((delivery.tag, 0, None, True))
         self._dirty.set()
 
     async def _flush_loop(self) -> None:
@@ -181,33 +225,17 @@ class PostgresSubscription:
             await self._dirty.wait()
             self._dirty.clear()
             await self._flush()
-            if self._closing and not (self._acks or self._nacks or self._releases):
+            if self._closing and not self._unwritten:
                 return
 
     async def _flush(self) -> None:
-        acks: list[int] = []
-        if self._cancelled:  # else the fetch loop sends acks with its claims
-            acks, self._acks = self._acks, []
-        nacks, releases = self._nacks, self._releases
-        if not (acks or nacks or releases):
-            return
-        self._nacks, self._releases = [], []
-        q, params = self.queries, self._params
+        """Write the settlements of leases with a nack or a release (of every lease once
+        the fetch loop has stopped), retrying through an outage."""
         delays = None
         while True:
             try:
-                async with self.pool.connection() as conn, conn.pipeline():
-                    if acks:
-                        await conn.execute(q.ack, params | {"seqs": acks})
-                    if nacks:
-                        seqs, dues = zip(*nacks, strict=True)
-                        await conn.execute(
-                            q.nack, params | {"seqs": list(seqs), "dues": list(dues), "bump": 1}
-                        )
-                    if releases:
-                        await conn.execute(q.release, params | {"seqs": releases})
-                    if nacks or releases:
-                        await conn.execute(q.notify, params)
+                async with self._writing:
+                    await self._write_settlements()
                 return
             except Exception as exc:
                 if not transient(exc):  # a bug, not an outage: the leases bring them back
@@ -218,6 +246,42 @@ class PostgresSubscription:
                 log.warning("postgres settle on %s failed (%s); retrying in %.2fs",
                                self.queue, exc, delay)
                 await asyncio.sleep(delay)
+
+    async def _write_settlements(self) -> None:
+        every = self._cancelled  # else the fetch loop writes leases with acks only
+        taken = [lease for lease in self._unwritten.values() if every or lease.backs]
+        if not taken:
+            return
+        settled: list[int] = []
+        backs: list[tuple[int, int, float | None, bool]] = []
+        written = [(len(lease.acks), len(lease.backs)) for lease in taken]
+        for lease in taken:
+            del self._unwritten[lease.id]
+            settled += lease.acks
+            settled += [back[0] for back in lease.backs]
+            backs += lease.backs
+        params = self._params | {"leases": [lease.id for lease in taken], "settled": settled}
+        if backs:
+            seqs, bumps, dues, keep = zip(*backs, strict=True)
+            params |= {"back": list(seqs), "bumps": list(bumps), "dues": list(dues),
+                       "keep": list(keep)}
+        else:
+            params |= {"back": [], "bumps": [], "dues": [], "keep": []}
+        try:
+            async with self.pool.connection() as conn, conn.pipeline():
+                await conn.execute(self.queries.settle, params)
+                if backs:
+                    await conn.execute(self.queries.notify, self._params)
+        except BaseException:
+            for lease in taken:  # maybe not applied: send them again (idempotent)
+                if lease.id not in self._unwritten:
+                    self._unwritten[lease.id] = lease
+            raise
+        for lease, (acks, backs_) in zip(taken, written, strict=True):
+            del lease.acks[:acks]  # those settled during the write stay
+            del lease.backs[:backs_]
+            if not lease.left and not (lease.acks or lease.backs):
+                self._leases.pop(lease.id, None)
 
     # -- stopping ---------------------------------------------------------------------
 
@@ -253,7 +317,8 @@ class PostgresSubscription:
             await _stop(self._flusher)
 
     async def _give_back(self, held: list[int]) -> None:
-        """Everything still leased to this subscription returns; `held` had handlers."""
+        """Every lease still held by this subscription goes, its open messages back in
+        place; `held` had handlers."""
         q, params = self.queries, self._params | {"held": held}
 
         async def give_back(conn: psycopg.AsyncConnection[Any]) -> None:
