@@ -124,15 +124,13 @@ class Queries:
                                  WHERE x <> ALL(%(acks)b::bigint[]))
                 WHERE id = ANY(%(partial)b::bigint[]) AND token = %(token)s
             ),
-            picked AS (
-                SELECT seq FROM {m}
-                WHERE queue = %(queue)s AND due <= now()
-                ORDER BY due, seq
-                LIMIT %(limit)s
-                FOR UPDATE SKIP LOCKED
-            ),
             taken AS (
-                DELETE FROM {m} WHERE seq = ANY(ARRAY(SELECT seq FROM picked))
+                DELETE FROM {m} WHERE seq = ANY(ARRAY(
+                    SELECT seq FROM {m}
+                    WHERE queue = %(queue)s AND due <= now()
+                    ORDER BY due, seq
+                    LIMIT %(limit)s
+                    FOR UPDATE SKIP LOCKED))
                 RETURNING seq, id, body, headers, attempts, due
             ),
             lease AS (

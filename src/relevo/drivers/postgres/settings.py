@@ -20,6 +20,9 @@ class PostgresSettings(DriverSettings):
     reconnect_delay: DurationS = Field(default=1.0, gt=0)
     reconnect_max_delay: DurationS = Field(default=30.0, gt=0)
     pool_size: int = Field(default=10, ge=2, le=1000)
+    claim_batch: int = Field(default=100, ge=1, le=10000)
+    """Most rows one claim statement takes. A consumer whose prefetch holds two batches
+    or more claims the next while its handlers work through the last."""
     index_message_ids: bool = False
     """Build an index for peek(after=ID) and remove(ids), which otherwise read the
     queue's rows: for deep paging and requeues of large (dead-letter) queues. Every

@@ -107,7 +107,7 @@ class PostgresSubscription:
             if self._cancelled:
                 return
             self._wake.clear()  # a NOTIFY (or an ack) arriving during the claim sets it again
-            wanted = self.credit.available
+            wanted = min(self.credit.available, self.settings.claim_batch)
             try:
                 async with self._writing:
                     rows, sleep_s = await self._claim(wanted)
