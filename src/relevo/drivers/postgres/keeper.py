@@ -26,7 +26,7 @@ RECLAIM_BATCH = 100
 
 
 class LeaseKeeper:
-    """Extends `held()` leases, heartbeats the consumer, reclaims expired rows."""
+    """Extends `held()` leases, heartbeats the consumer, reclaims expired leases."""
 
     def __init__(
         self,

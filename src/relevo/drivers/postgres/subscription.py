@@ -272,10 +272,14 @@ class PostgresSubscription:
                 await conn.execute(self.queries.settle, params)
                 if backs:
                     await conn.execute(self.queries.notify, self._params)
-        except BaseException:
-            for lease in taken:  # maybe not applied: send them again (idempotent)
-                if lease.id not in self._unwritten:
-                    self._unwritten[lease.id] = lease
+        except BaseException as exc:
+            if isinstance(exc, Exception) and not transient(exc):
+                for lease in taken:  # a bug, not an outage: no longer extended, the
+                    self._leases.pop(lease.id, None)  # leases run out and come back
+            else:
+                for lease in taken:  # maybe not applied: send them again (idempotent)
+                    if lease.id not in self._unwritten:
+                        self._unwritten[lease.id] = lease
             raise
         for lease, (acks, backs_) in zip(taken, written, strict=True):
             del lease.acks[:acks]  # those settled during the write stay
