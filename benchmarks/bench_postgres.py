@@ -11,9 +11,9 @@ single run's ratio can move by 2x either way).
 Like with like: the baseline and relevo write the same payload (47-byte body, relevo's
 message IDs) in the same batches (100 rows per publish statement, 100 per claim), into a
 table of the same shape: relevo's own `messages` columns (seq, queue, id, body, headers,
-attempts, due) and its ready index on (queue, due, seq), so both publish and claim pay for
-the same two indexes and the same row width. The baseline has no lease columns: those are
-what relevo adds.
+attempts, due) and its index on (queue, due, seq), so both publish and claim pay for the
+same two indexes and the same row width. What relevo adds is its lease: one row per
+claimed batch in its `leases` table, written by the claim statement itself.
 
 The baseline: publish is one `INSERT ... SELECT FROM unnest` of 100 rows per statement;
 drain is one `DELETE ... WHERE seq = ANY(ARRAY(SELECT seq ... WHERE queue = .. ORDER BY
@@ -24,7 +24,9 @@ planner hashes the hundred picked rows and reads the whole table to find them wh
 the table is small enough for that to look cheaper (thousands of rows), here as in the
 driver's claim, which probes the primary key the same way. A second raw row shows the
 loop most applications write: claim and delete in one transaction. relevo drains
-through one subscription (prefetch 100, 16 workers acking). procrastinate (the peer)
+through one subscription (prefetch 100, 16 workers acking), and again with a prefetch of
+two batches (200; claims stay at 100 rows), where the next claim runs while the workers
+handle the last batch. procrastinate (the peer)
 defers in batches of 100 and runs one worker with concurrency 16.
 
 Needs PostgreSQL at $RELEVO_POSTGRES_DSN (default
@@ -68,7 +70,7 @@ SCHEMAS = {"raw": f"relevo_bench_raw_{RUN}", "relevo": f"relevo_bench_{RUN}",
 
 # Arrays go as binary parameters (%b) here as in the driver: psycopg's text array dumper
 # costs more Python time per batch than the statement itself.
-# The baseline's table: relevo's messages table and ready index, less the lease columns;
+# The baseline's table: relevo's messages table and its index on (queue, due, seq);
 # made anew by each measurement (as relevo's schema is), so no round inherits dead rows.
 # ANALYZED: every measurement analyzes its table between publishing and draining (not
 # timed), as autovacuum would have: a freshly filled table without statistics gets a
@@ -304,7 +306,7 @@ async def main(count: int, skip_peers: bool) -> None:
         PostgreSQL benchmark: {count:,} messages of {len(BODY)} bytes, batches of {BATCH}.
         Python {sys.version.split()[0]}, psycopg {psycopg.__version__}, server at {DSN}.
         Like with like: same payload, same batch size, same table shape (relevo's
-        messages columns and ready index; the baseline has no lease columns).
+        messages columns and index; relevo adds its lease rows).
         Load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores: absolute figures
         are noisy on a shared machine, compare the ratios.
         """))

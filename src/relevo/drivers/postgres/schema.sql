@@ -35,9 +35,10 @@ CREATE INDEX IF NOT EXISTS messages_due ON {schema}.messages (queue, due, seq);
 
 -- Messages in flight: one row per claimed batch, holding the batch's messages (as
 -- arrays, in the claim's order) until every one of them is settled. `open` lists the
--- seqs not settled yet (null while none is); a nack, a release or a reclaim puts a message back into
--- `messages` under its own seq. `until` is the lease, extended by the holder's keeper;
--- when it runs out (the holder died) the open messages go back with one attempt more.
+-- seqs not settled yet (null while all of them are open); a nack, a release or a
+-- reclaim puts a message back into `messages` under its own seq. `until` is the lease,
+-- extended by the holder's keeper; when it runs out (the holder died) the open messages
+-- go back with one attempt more.
 CREATE TABLE IF NOT EXISTS {schema}.leases (
     id        bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     queue     text        NOT NULL,
