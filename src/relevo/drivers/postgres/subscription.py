@@ -15,7 +15,7 @@ import asyncio
 import logging
 import threading
 import uuid
-from collections.abc import Coroutine, Sequence
+from collections.abc import Awaitable, Coroutine, Sequence
 from typing import Any
 
 import msgpack
@@ -102,35 +102,59 @@ class PostgresSubscription:
 
     async def _fetch_loop(self) -> None:
         delays = None
-        while not self._cancelled:
-            await self.credit.wait()
-            if self._cancelled:
-                return
-            self._wake.clear()  # a NOTIFY (or an ack) arriving during the claim sets it again
-            wanted = min(self.credit.available, self.settings.claim_batch)
-            try:
-                async with self._writing:
-                    rows, sleep_s = await self._claim(wanted)
-                delays = None
-            except BaseException as exc:
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
-                if not transient(exc):
-                    log.exception("postgres claim on %s failed", self.queue)
-                delays = delays or backoff_s(self.settings)
-                delay = next(delays)
-                log.warning("postgres claim on %s failed (%s); retrying in %.2fs",
-                               self.queue, exc, delay)
-                await asyncio.sleep(delay)
-                continue
-            if rows:
-                self._deliver(rows)
-            if len(rows) < wanted and not self._acks_unwritten():
+        ahead: asyncio.Task[tuple[Sequence[Any], float]] | None = None
+        try:
+            while not self._cancelled:
+                if ahead is None:
+                    await self.credit.wait()
+                    if self._cancelled:
+                        return
+                    self._wake.clear()  # a NOTIFY (or an ack) during the claim sets it again
+                    wanted = min(self.credit.available, self.settings.claim_batch)
+                    claim: Awaitable[tuple[Sequence[Any], float]] = self._claim_alone(wanted)
+                else:
+                    claim, ahead = ahead, None
+                    wanted = self.settings.claim_batch
                 try:
-                    async with asyncio.timeout(sleep_s):
-                        await self._wake.wait()
-                except TimeoutError:
-                    pass
+                    rows, sleep_s = await claim
+                    delays = None
+                except BaseException as exc:
+                    if isinstance(exc, asyncio.CancelledError):
+                        raise
+                    if not transient(exc):
+                        log.exception("postgres claim on %s failed", self.queue)
+                    delays = delays or backoff_s(self.settings)
+                    delay = next(delays)
+                    log.warning("postgres claim on %s failed (%s); retrying in %.2fs",
+                                   self.queue, exc, delay)
+                    await asyncio.sleep(delay)
+                    continue
+                if rows:
+                    if (len(rows) == wanted
+                            and self.credit.available - len(rows) >= self.settings.claim_batch):
+                        # More is ready and there is room for a whole batch besides these:
+                        # send its claim before handing these out, so that the database
+                        # works on it meanwhile.
+                        self._wake.clear()
+                        ahead = self.loop.create_task(
+                            self._claim_alone(self.settings.claim_batch))
+                        await asyncio.sleep(0)  # its statement goes out first
+                    self._deliver(rows)
+                if ahead is None and len(rows) < wanted and not self._acks_unwritten():
+                    try:
+                        async with asyncio.timeout(sleep_s):
+                            await self._wake.wait()
+                    except TimeoutError:
+                        pass
+        finally:
+            if ahead is not None:  # claimed rows it leaves are given back by close()
+                ahead.cancel()
+                await asyncio.wait({ahead})
+
+    async def _claim_alone(self, limit: int) -> tuple[Sequence[Any], float]:
+        """`_claim`, with no settlement written meanwhile."""
+        async with self._writing:
+            return await self._claim(limit)
 
     async def _claim(self, limit: int) -> tuple[Sequence[Any], float]:
         """Write the acks of leases without nacks or releases and claim up to `limit`
