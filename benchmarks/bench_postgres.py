@@ -3,7 +3,7 @@ and procrastinate where installed.
 
     python -m benchmarks.bench_postgres [--messages 10000] [--skip-peers]
 
-One process, small messages, batches of 100 everywhere. Five rounds, each measuring the
+One process, small messages, batches of 100 everywhere. Nine rounds, each measuring the
 raw psycopg baseline right before the driver, in the same process; the table shows the
 best of each figure, and the per-round ratios are printed too (on a shared machine a
 single run's ratio can move by 2x either way).
@@ -63,7 +63,7 @@ CONCURRENCY = 16
 BATCH = 100  # rows per publish statement, per raw claim, and relevo's prefetch
 BODY = b'{"id": "task-123", "action": "process", "n": 1}'
 PEER_TIMEOUT_S = 45.0
-ROUNDS = 5
+ROUNDS = 9
 RUN = uuid.uuid4().hex[:8]
 SCHEMAS = {"raw": f"relevo_bench_raw_{RUN}", "relevo": f"relevo_bench_{RUN}",
            "procrastinate": f"relevo_bench_procrastinate_{RUN}"}
