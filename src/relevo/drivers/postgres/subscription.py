@@ -305,9 +305,9 @@ class PostgresSubscription:
                     if lease.id not in self._unwritten:
                         self._unwritten[lease.id] = lease
             raise
-        for lease, (acks, backs_) in zip(taken, written, strict=True):
-            del lease.acks[:acks]  # those settled during the write stay
-            del lease.backs[:backs_]
+        for lease, (acked, put_back) in zip(taken, written, strict=True):
+            del lease.acks[:acked]  # those settled during the write stay
+            del lease.backs[:put_back]
             if not lease.left and not (lease.acks or lease.backs):
                 self._leases.pop(lease.id, None)
 
