@@ -116,16 +116,23 @@ class Queries:
         # transaction only): should the server crash, a claim it forgets leaves its rows
         # in `messages` (delivered again), and an ack it forgets delivers its message
         # again. Nothing is lost either way, and a batch costs no fsync of its own.
+        # A `done` row goes only if what is open in it was acked now: a nack or a
+        # release the server forgot that way left its message open there, and such a
+        # row keeps it (less the acks) until the lease runs out and brings it back.
         self.claim = f"""
             WITH quick AS (SELECT set_config('synchronous_commit', 'off', true)),
             done AS (
                 DELETE FROM {leases} WHERE id = ANY(%(done)b::bigint[]) AND token = %(token)s
+                    AND coalesce(open, seqs) <@ %(acks)b::bigint[]
             ),
             acked AS (
                 UPDATE {leases}
                 SET open = ARRAY(SELECT x FROM unnest(coalesce(open, seqs)) AS x
                                  WHERE x <> ALL(%(acks)b::bigint[]))
-                WHERE id = ANY(%(partial)b::bigint[]) AND token = %(token)s
+                WHERE (id = ANY(%(partial)b::bigint[])
+                       OR id = ANY(%(done)b::bigint[])
+                          AND NOT coalesce(open, seqs) <@ %(acks)b::bigint[])
+                    AND token = %(token)s
             ),
             taken AS (
                 DELETE FROM {m} WHERE seq = ANY(ARRAY(

@@ -163,7 +163,7 @@ class PostgresSubscription:
         taken = [lease for lease in self._unwritten.values() if not lease.backs]
         done = [lease.id for lease in taken if not lease.left]
         partial = [(lease, len(lease.acks)) for lease in taken if lease.left]
-        acks = [seq for lease, _ in partial for seq in lease.acks]
+        acks = [seq for lease in taken for seq in lease.acks]  # a done row goes if all acked
         for lease in taken:
             del self._unwritten[lease.id]
         q = self.queries
