@@ -1,8 +1,10 @@
 """The PostgreSQL driver's leases where the database and the subscription's bookkeeping
-may part: a settlement the server forgot in a crash."""
+may part: a settlement the server forgot in a crash, a claim whose follow-up statement
+failed."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import psycopg
@@ -62,3 +64,63 @@ async def test_a_nack_the_server_forgot_is_not_lost_when_the_rest_of_its_batch_i
     await counts(driver, queue, message_count=0, in_flight=0, delayed=0)
     await sub.close()
 
+
+async def waiting_on_a_lock(raw: Raw, schema: str, text: str) -> int:
+    """The backend whose statement (naming `schema` and containing `text`) waits for a
+    lock, once there is one."""
+    found: list[int] = []
+
+    async def check() -> bool:
+        found[:] = [row[0] for row in await rows(
+            raw, "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                 "AND strpos(query, %s) > 0 AND strpos(query, %s) > 0", schema, text)]
+        return len(found) == 1
+
+    await wait_until_async(check, 10, f"a statement with {text!r} waiting for a lock")
+    return found[0]
+
+
+async def test_rows_claimed_are_delivered_when_the_next_due_lookup_after_the_claim_fails(
+    make_driver: MakeDriver, raw: Raw
+) -> None:
+    """A claim that took fewer rows than asked looks up the next delayed row's due time
+    in a second statement. The claim is committed by then: should the connection drop
+    during that lookup, the rows it took are this subscription's all the same and go
+    out now, not after their lease ran out with an attempt counted that no handler
+    made."""
+    driver: PostgresDriver = await make_driver(claim_idle=30.0)
+    schema = driver.settings.schema_name
+    queue = await declared(driver)
+    messages, leases = tables(driver)
+    await driver.publish(queue, [envelope(0)])
+    sink = Collector()
+    sub = await driver.attach(queue, sink, 3, {})
+    await sink.wait_for(1)
+    [m0] = sink.deliveries
+    [(lease_id,)] = await rows(raw, f"SELECT id FROM {leases}")
+    m1 = envelope(1)
+
+    dsn = raw.info.dsn
+    async with await psycopg.AsyncConnection.connect(dsn) as holder, \
+            await psycopg.AsyncConnection.connect(dsn) as locker:
+        # The claim that writes m0's ack (and takes m1) waits for m0's lease row...
+        await holder.execute(f"SELECT 1 FROM {leases} WHERE id = %s FOR UPDATE", (lease_id,))
+        async with sub._writing:  # ...and starts only once m1 is in
+            assert m0.ack() is True
+            await driver.publish(queue, [m1])
+        await waiting_on_a_lock(raw, schema, "set_config('synchronous_commit'")
+        # ...with a table lock queued behind it, which the lookup after it then waits for.
+        locking = asyncio.ensure_future(
+            locker.execute(f"LOCK TABLE {messages} IN ACCESS EXCLUSIVE MODE"))
+        await waiting_on_a_lock(raw, schema, "LOCK TABLE")
+        await holder.rollback()
+        lookup = await waiting_on_a_lock(raw, schema, "min(due) - now()")
+        await raw.execute("SELECT pg_terminate_backend(%s)", (lookup,))
+        await locking
+        await locker.rollback()
+
+    await sink.wait_for(2)
+    assert (sink.deliveries[1].id, sink.deliveries[1].attempts) == (m1.id, 1)
+    assert sink.deliveries[1].ack() is True
+    await counts(driver, queue, message_count=0, in_flight=0)
+    await sub.close()

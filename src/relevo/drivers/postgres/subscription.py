@@ -169,14 +169,19 @@ class PostgresSubscription:
         q = self.queries
         params = self._params | {"limit": limit, "done": done, "acks": acks,
                                  "partial": [lease.id for lease, _ in partial]}
+        found: Any = None
         try:
             async with pooled(self.pool) as conn:
                 cur = conn.cursor(binary=True)
                 await cur.execute(q.claim, params)
                 rows = await cur.fetchall()
                 if len(rows) < limit:
-                    await cur.execute(q.next_due, self._params)
-                    found = await cur.fetchone()
+                    try:
+                        await cur.execute(q.next_due, self._params)
+                        found = await cur.fetchone()
+                    except Exception as exc:  # the claim is in: its rows go out all the
+                        if not transient(exc):  # same, and the wait is the safety poll's
+                            log.exception("postgres next due time on %s failed", self.queue)
         except BaseException:
             for lease in taken:  # maybe not applied: send them again (idempotent)
                 if lease.id not in self._unwritten:
