@@ -1,16 +1,21 @@
 """The PostgreSQL driver's leases where the database and the subscription's bookkeeping
 may part: a settlement the server forgot in a crash, a claim whose follow-up statement
-failed."""
+failed, a claim whose rows the fetch loop never handed out."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import psycopg
 import pytest
 
 from relevo.drivers.postgres.driver import PostgresDriver
+from relevo.drivers.postgres.subscription import PostgresSubscription
+from relevo.message import Delivery, Envelope
 from tests.drivers.conformance import Collector, envelope
 from tests.drivers.postgres_support import MakeDriver, make_driver
 from tests.drivers.test_postgres import counts, declared, raw
@@ -80,6 +85,38 @@ async def waiting_on_a_lock(raw: Raw, schema: str, text: str) -> int:
     return found[0]
 
 
+
+@contextlib.asynccontextmanager
+async def lookup_held_after_a_claim(
+    raw: Raw, driver: PostgresDriver, sub: PostgresSubscription, ack: Delivery,
+    publish: Envelope,
+) -> AsyncIterator[int]:
+    """Hold the subscription between its claim and the next-due lookup after it: the
+    claim that writes `ack` (the last unsettled delivery of its lease) and takes
+    `publish` has committed, the lookup waits for a table lock. Yields the lookup's
+    backend pid; the lock goes on the way out."""
+    schema = driver.settings.schema_name
+    messages, leases = tables(driver)
+    [(lease_id,)] = await rows(raw, f"SELECT id FROM {leases}")
+    dsn = raw.info.dsn
+    async with await psycopg.AsyncConnection.connect(dsn) as holder, \
+            await psycopg.AsyncConnection.connect(dsn) as locker:
+        # The claim that writes the ack waits for the acked lease's row...
+        await holder.execute(f"SELECT 1 FROM {leases} WHERE id = %s FOR UPDATE", (lease_id,))
+        async with sub._writing:  # ...and starts only once `publish` is in
+            assert ack.ack() is True
+            await driver.publish(sub.queue, [publish])
+        await waiting_on_a_lock(raw, schema, "set_config('synchronous_commit'")
+        # ...with a table lock queued behind it, which the lookup after it then waits for.
+        locking = asyncio.ensure_future(
+            locker.execute(f"LOCK TABLE {messages} IN ACCESS EXCLUSIVE MODE"))
+        await waiting_on_a_lock(raw, schema, "LOCK TABLE")
+        await holder.rollback()
+        yield await waiting_on_a_lock(raw, schema, "min(due) - now()")
+        await locking
+        await locker.rollback()
+
+
 async def test_rows_claimed_are_delivered_when_the_next_due_lookup_after_the_claim_fails(
     make_driver: MakeDriver, raw: Raw
 ) -> None:
@@ -89,7 +126,31 @@ async def test_rows_claimed_are_delivered_when_the_next_due_lookup_after_the_cla
     out now, not after their lease ran out with an attempt counted that no handler
     made."""
     driver: PostgresDriver = await make_driver(claim_idle=30.0)
-    schema = driver.settings.schema_name
+    queue = await declared(driver)
+    await driver.publish(queue, [envelope(0)])
+    sink = Collector()
+    sub = await driver.attach(queue, sink, 3, {})
+    await sink.wait_for(1)
+    [m0] = sink.deliveries
+    m1 = envelope(1)
+    async with lookup_held_after_a_claim(raw, driver, sub, m0, m1) as lookup:
+        await raw.execute("SELECT pg_terminate_backend(%s)", (lookup,))
+
+    await sink.wait_for(2)
+    assert (sink.deliveries[1].id, sink.deliveries[1].attempts) == (m1.id, 1)
+    assert sink.deliveries[1].ack() is True
+    await counts(driver, queue, message_count=0, in_flight=0)
+    await sub.close()
+
+
+async def test_rows_claimed_but_not_handed_out_when_the_fetch_loop_stopped_wait_for_close(
+    make_driver: MakeDriver, raw: Raw
+) -> None:
+    """cancel() may stop the fetch loop after a claim committed and before its rows were
+    handed out. Those rows stay this subscription's, their lease extended, until close()
+    gives them back with no attempt counted (no handler had them), however long the
+    handlers still running take after cancel()."""
+    driver: PostgresDriver = await make_driver(claim_idle=1.0)
     queue = await declared(driver)
     messages, leases = tables(driver)
     await driver.publish(queue, [envelope(0)])
@@ -97,30 +158,18 @@ async def test_rows_claimed_are_delivered_when_the_next_due_lookup_after_the_cla
     sub = await driver.attach(queue, sink, 3, {})
     await sink.wait_for(1)
     [m0] = sink.deliveries
-    [(lease_id,)] = await rows(raw, f"SELECT id FROM {leases}")
     m1 = envelope(1)
+    async with lookup_held_after_a_claim(raw, driver, sub, m0, m1):
+        await sub.cancel()
+    [(lease_id, until)] = await rows(raw, f"SELECT id, until FROM {leases}")
 
-    dsn = raw.info.dsn
-    async with await psycopg.AsyncConnection.connect(dsn) as holder, \
-            await psycopg.AsyncConnection.connect(dsn) as locker:
-        # The claim that writes m0's ack (and takes m1) waits for m0's lease row...
-        await holder.execute(f"SELECT 1 FROM {leases} WHERE id = %s FOR UPDATE", (lease_id,))
-        async with sub._writing:  # ...and starts only once m1 is in
-            assert m0.ack() is True
-            await driver.publish(queue, [m1])
-        await waiting_on_a_lock(raw, schema, "set_config('synchronous_commit'")
-        # ...with a table lock queued behind it, which the lookup after it then waits for.
-        locking = asyncio.ensure_future(
-            locker.execute(f"LOCK TABLE {messages} IN ACCESS EXCLUSIVE MODE"))
-        await waiting_on_a_lock(raw, schema, "LOCK TABLE")
-        await holder.rollback()
-        lookup = await waiting_on_a_lock(raw, schema, "min(due) - now()")
-        await raw.execute("SELECT pg_terminate_backend(%s)", (lookup,))
-        await locking
-        await locker.rollback()
+    async def run_out() -> bool:
+        [(now,)] = await rows(raw, "SELECT now()")
+        return bool(now > until + timedelta(seconds=1.0))
 
-    await sink.wait_for(2)
-    assert (sink.deliveries[1].id, sink.deliveries[1].attempts) == (m1.id, 1)
-    assert sink.deliveries[1].ack() is True
-    await counts(driver, queue, message_count=0, in_flight=0)
+    await wait_until_async(run_out, 10, "the claim's first lease end to pass")
+    assert await rows(raw, f"SELECT id FROM {leases}") == [(lease_id,)], \
+        "the lease of rows no handler had ran out"
+    assert len(sink.deliveries) == 1
     await sub.close()
+    assert await rows(raw, f"SELECT id, attempts FROM {messages}") == [(m1.id, 0)]

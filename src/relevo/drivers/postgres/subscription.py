@@ -175,6 +175,9 @@ class PostgresSubscription:
                 cur = conn.cursor(binary=True)
                 await cur.execute(q.claim, params)
                 rows = await cur.fetchall()
+                if rows:  # kept (and extended) from here on, handed out or not: should
+                    # the fetch loop stop first, close() gives them back with no attempt
+                    self._leases[rows[0][0]] = _Lease(rows[0][0], len(rows))
                 if len(rows) < limit:
                     try:
                         await cur.execute(q.next_due, self._params)
@@ -202,14 +205,14 @@ class PostgresSubscription:
         return any(not lease.backs for lease in self._unwritten.values())
 
     def _held(self) -> list[int]:
-        """Leases the keeper extends: with handlers, or settled and not yet written (an
-        outage holds settlements back; their messages must not go to others)."""
+        """Leases the keeper extends: with handlers, settled and not yet written (an
+        outage holds settlements back; their messages must not go to others), or
+        claimed and not handed out (the fetch loop stopped first; close gives them back)."""
         return list(self._leases)
 
     def _deliver(self, rows: Sequence[Any]) -> None:
         credit, sink, lease_of = self.credit, self.sink, self._lease_of
-        lease = _Lease(rows[0][0], len(rows))
-        self._leases[lease.id] = lease
+        lease = self._leases[rows[0][0]]  # registered by the claim
         for _, seq, message_id, body, headers, attempts in rows:
             lease_of[seq] = lease
             try:
