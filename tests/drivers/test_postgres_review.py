@@ -1,11 +1,13 @@
 """The PostgreSQL driver's leases where the database and the subscription's bookkeeping
 may part: a settlement the server forgot in a crash, a claim whose follow-up statement
-failed, a claim whose rows the fetch loop never handed out."""
+failed, a claim whose rows the fetch loop never handed out; and the upgrade of an early
+version-1 schema."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -13,13 +15,21 @@ from typing import Any
 import psycopg
 import pytest
 
+from relevo.drivers.base import QueueSpec
 from relevo.drivers.postgres.driver import PostgresDriver
 from relevo.drivers.postgres.subscription import PostgresSubscription
+from relevo.errors import QueueFull
 from relevo.message import Delivery, Envelope
 from tests.drivers.conformance import Collector, envelope
-from tests.drivers.postgres_support import MakeDriver, make_driver
+from tests.drivers.postgres_support import (
+    MakeDriver,
+    drop_schema,
+    make_driver,
+    settings,
+    unique_schema,
+)
 from tests.drivers.test_postgres import counts, declared, raw
-from tests.drivers.test_postgres_leases import rows, tables
+from tests.drivers.test_postgres_leases import V1_DDL, rows, tables
 from tests.waiting import wait_until_async
 
 pytestmark = pytest.mark.broker
@@ -173,3 +183,24 @@ async def test_rows_claimed_but_not_handed_out_when_the_fetch_loop_stopped_wait_
     assert len(sink.deliveries) == 1
     await sub.close()
     assert await rows(raw, f"SELECT id, attempts FROM {messages}") == [(m1.id, 0)]
+
+
+async def test_a_version_1_schema_from_before_bounded_queues_is_upgraded(raw: Raw) -> None:
+    """Version 1 first had no `max_length` in `queues`; its drivers added the column at
+    start. The upgrade to version 2 adds it too, or no queue could be declared."""
+    schema = unique_schema()
+    s = f'"{schema}"'
+    await raw.execute(V1_DDL.replace("{schema}", s))
+    await raw.execute(f"ALTER TABLE {s}.queues DROP COLUMN max_length")
+    driver = PostgresDriver(settings(schema=schema))
+    try:
+        await driver.start()
+        queue = f"q-{uuid.uuid4().hex[:8]}"
+        await driver.declare(QueueSpec(queue, {"max_length": 1}))
+        await driver.publish(queue, [envelope(0)])
+        with pytest.raises(QueueFull):
+            await driver.publish(queue, [envelope(1)])
+        await counts(driver, queue, ready=1)
+    finally:
+        await driver.stop()
+        await drop_schema(schema)

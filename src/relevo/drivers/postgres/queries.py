@@ -57,8 +57,10 @@ class Queries:
         self.record_version = f"INSERT INTO {s}.schema_version (version) VALUES (%(version)s)"
         # Version 1 kept a message in flight in its own row, leased in place. Its rows in
         # flight go back counting the attempt (their holders are from before the upgrade),
-        # and the lease columns and their indexes go.
+        # and the lease columns and their indexes go. Its first tables had no max_length
+        # (its drivers added the column at start): added here.
         self.upgrade_from_1 = f"""
+            ALTER TABLE {s}.queues ADD COLUMN IF NOT EXISTS max_length integer;
             UPDATE {m} SET attempts = attempts + 1 WHERE locked_until IS NOT NULL;
             DROP INDEX IF EXISTS {s}.messages_ready;
             DROP INDEX IF EXISTS {s}.messages_leased;
