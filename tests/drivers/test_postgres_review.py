@@ -1,7 +1,7 @@
 """The PostgreSQL driver's leases where the database and the subscription's bookkeeping
-may part: a settlement the server forgot in a crash, a claim whose follow-up statement
-failed, a claim whose rows the fetch loop never handed out; and the upgrade of an early
-version-1 schema."""
+may part: a claim whose follow-up statement failed, a claim whose rows the fetch loop
+never handed out; what commits without waiting for the disk; and the upgrade of an
+early version-1 schema."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import pytest
 
 from relevo.drivers.base import QueueSpec
 from relevo.drivers.postgres.driver import PostgresDriver
+from relevo.drivers.postgres.queries import Queries
 from relevo.drivers.postgres.subscription import PostgresSubscription
 from relevo.errors import QueueFull
 from relevo.message import Delivery, Envelope
@@ -39,47 +40,15 @@ __all__ = ["make_driver", "raw"]  # fixtures, imported to be found
 Raw = psycopg.AsyncConnection[Any]
 
 
-async def test_a_nack_the_server_forgot_is_not_lost_when_the_rest_of_its_batch_is_acked(
-    make_driver: MakeDriver, raw: Raw
-) -> None:
-    """The settle statement commits without waiting for the WAL flush: a server crash
-    may forget a nack that the subscription already counts as written, leaving the
-    message open in its lease row and not in `messages`. Acking the rest of the batch
-    must not delete that row with the message still in it: it comes back once the
-    lease runs out, its attempt counted."""
-    driver: PostgresDriver = await make_driver(claim_idle=1.0)
-    queue = await declared(driver)
-    messages, leases = tables(driver)
-    await driver.publish(queue, [envelope(0), envelope(1)])
-    sink = Collector()
-    sub = await driver.attach(queue, sink, 2, {})
-    await sink.wait_for(2)
-    m0, m1 = sink.deliveries
-    [(lease_id,)] = await rows(raw, f"SELECT id FROM {leases}")
-
-    assert m0.nack(delay=3600) is True  # delayed: the subscription does not take it again
-    await counts(driver, queue, delayed=1, in_flight=1)
-    # What the server recovers to when it forgets that nack: m0 open in its lease again.
-    await raw.execute(f"DELETE FROM {messages} WHERE seq = %s", (m0.tag,))
-    await raw.execute(f"UPDATE {leases} SET open = NULL WHERE id = %s", (lease_id,))
-    await counts(driver, queue, delayed=0, in_flight=2)
-
-    assert m1.ack() is True  # the lease's last unsettled delivery: written by the claim
-
-    async def m1_written() -> bool:
-        found = await rows(raw, f"SELECT open FROM {leases} WHERE id = %s", lease_id)
-        return found != [(None,)]
-
-    await wait_until_async(m1_written, 10, "the claim to write m1's ack")
-    kept = f"""SELECT count(*) FROM (SELECT seq FROM {messages} WHERE seq = %(m0)s
-                   UNION ALL SELECT x FROM {leases}, unnest(open) AS x WHERE x = %(m0)s) AS k"""
-    assert (await (await raw.execute(kept, {"m0": m0.tag})).fetchall()) == [(1,)], \
-        "the lease row went with m0 still open in it: m0 is lost"
-    await sink.wait_for(3)  # the lease ran out: m0 is back, and taken again
-    assert (sink.deliveries[2].id, sink.deliveries[2].attempts) == (m0.id, 2)
-    assert sink.deliveries[2].ack() is True
-    await counts(driver, queue, message_count=0, in_flight=0, delayed=0)
-    await sub.close()
+def test_only_claims_commit_without_waiting_for_the_disk() -> None:
+    """A crash forgets only the last commits. A claim (with the acks it writes) may be
+    among them: its rows are delivered again. What puts a message back into the queue
+    (a nack, a release, a reclaim, a close) must not: a later claim deletes the lease
+    row with its batch's last ack, and a forgotten nack would go with it."""
+    q = Queries("s")
+    assert "set_config('synchronous_commit', 'off', true)" in q.claim
+    for statement in (q.settle, q.give_back, q.reclaim, q.publish):
+        assert "synchronous_commit" not in statement
 
 
 async def waiting_on_a_lock(raw: Raw, schema: str, text: str) -> int:

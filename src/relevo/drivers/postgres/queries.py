@@ -118,23 +118,19 @@ class Queries:
         # transaction only): should the server crash, a claim it forgets leaves its rows
         # in `messages` (delivered again), and an ack it forgets delivers its message
         # again. Nothing is lost either way, and a batch costs no fsync of its own.
-        # A `done` row goes only if what is open in it was acked now: a nack or a
-        # release the server forgot that way left its message open there, and such a
-        # row keeps it (less the acks) until the lease runs out and brings it back.
+        # The lease's id is the subscription's random pick, not a sequence's: a server
+        # that forgot a claim could hand its sequence's next value out again, and the
+        # late settlements of the forgotten lease would then reach a new one.
         self.claim = f"""
             WITH quick AS (SELECT set_config('synchronous_commit', 'off', true)),
             done AS (
                 DELETE FROM {leases} WHERE id = ANY(%(done)b::bigint[]) AND token = %(token)s
-                    AND coalesce(open, seqs) <@ %(acks)b::bigint[]
             ),
             acked AS (
                 UPDATE {leases}
                 SET open = ARRAY(SELECT x FROM unnest(coalesce(open, seqs)) AS x
                                  WHERE x <> ALL(%(acks)b::bigint[]))
-                WHERE (id = ANY(%(partial)b::bigint[])
-                       OR id = ANY(%(done)b::bigint[])
-                          AND NOT coalesce(open, seqs) <@ %(acks)b::bigint[])
-                    AND token = %(token)s
+                WHERE id = ANY(%(partial)b::bigint[]) AND token = %(token)s
             ),
             taken AS (
                 DELETE FROM {m} WHERE seq = ANY(ARRAY(
@@ -147,8 +143,10 @@ class Queries:
             ),
             lease AS (
                 INSERT INTO {leases}
-                    (queue, token, until, open, seqs, ids, bodies, headers, attempts, dues)
-                SELECT %(queue)s, %(token)s, now() + %(lease_s)s * interval '1 second',
+                    (id, queue, token, until, open, seqs, ids, bodies, headers, attempts,
+                     dues)
+                SELECT %(lease)s, %(queue)s, %(token)s,
+                       now() + %(lease_s)s * interval '1 second',
                        NULL, array_agg(seq), array_agg(id), array_agg(body),
                        array_agg(headers), array_agg(attempts), array_agg(due)
                 FROM taken HAVING count(*) > 0
@@ -168,10 +166,12 @@ class Queries:
         # still open there, so a settlement sent twice (after a lost reply) stores
         # nothing twice, and one that lost its lease (reclaimed) stores nothing at all.
         # A nack goes back with `attempts + 1` at the tail (or delayed to :due), a
-        # release in place with no attempt counted.
+        # release in place with no attempt counted. It commits synchronously, unlike
+        # the claim: a lease row goes with its batch's last ack, so a nack the server
+        # forgot in a crash would go with it. Once it is on disk, so is every claim
+        # before it, and a crash can only forget claims and acks written after it.
         self.settle = f"""
-            WITH quick AS (SELECT set_config('synchronous_commit', 'off', true)),
-            old AS (
+            WITH old AS (
                 SELECT id, queue, open, seqs, ids, bodies, headers, attempts, dues
                 FROM {leases}
                 WHERE id = ANY(%(leases)b::bigint[]) AND token = %(token)s
@@ -200,7 +200,7 @@ class Queries:
                  AS u(seq, id, body, headers, attempts, due)
             JOIN unnest(%(back)b::bigint[], %(bumps)b::int[], %(dues)b::float8[],
                         %(keep)b::bool[]) AS b(seq, bump, due, keep) ON b.seq = u.seq
-            WHERE u.seq = ANY(coalesce(l.open, l.seqs)) AND (SELECT true FROM quick)
+            WHERE u.seq = ANY(coalesce(l.open, l.seqs))
             ON CONFLICT (seq) DO NOTHING"""
         # close: every lease the subscription still has goes, its open messages back in
         # place; `held` had handlers (one attempt more).

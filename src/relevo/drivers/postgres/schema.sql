@@ -40,7 +40,7 @@ CREATE INDEX IF NOT EXISTS messages_due ON {schema}.messages (queue, due, seq);
 -- extended by the holder's keeper; when it runs out (the holder died) the open messages
 -- go back with one attempt more.
 CREATE TABLE IF NOT EXISTS {schema}.leases (
-    id        bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id        bigint      PRIMARY KEY,        -- random, picked by the claiming subscription
     queue     text        NOT NULL,
     token     text        NOT NULL,           -- the holding subscription
     until     timestamptz NOT NULL,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import threading
 import uuid
 from collections.abc import Awaitable, Coroutine, Sequence
@@ -163,12 +164,13 @@ class PostgresSubscription:
         taken = [lease for lease in self._unwritten.values() if not lease.backs]
         done = [lease.id for lease in taken if not lease.left]
         partial = [(lease, len(lease.acks)) for lease in taken if lease.left]
-        acks = [seq for lease in taken for seq in lease.acks]  # a done row goes if all acked
+        acks = [seq for lease, _ in partial for seq in lease.acks]
         for lease in taken:
             del self._unwritten[lease.id]
         q = self.queries
         params = self._params | {"limit": limit, "done": done, "acks": acks,
-                                 "partial": [lease.id for lease, _ in partial]}
+                                 "partial": [lease.id for lease, _ in partial],
+                                 "lease": secrets.randbits(63)}  # see Queries.claim
         found: Any = None
         try:
             async with pooled(self.pool) as conn:
