@@ -156,16 +156,35 @@ async def test_rows_claimed_but_not_handed_out_when_the_fetch_loop_stopped_wait_
     assert await rows(raw, f"SELECT id, attempts FROM {messages}") == [(m1.id, 0)]
 
 
+async def test_a_driver_starting_on_a_schema_in_use_does_not_wait_for_its_readers(
+    make_driver: MakeDriver, raw: Raw
+) -> None:
+    """Each start runs schema.sql; setting the lease arrays' compression is an ALTER
+    TABLE, whose lock waits for every transaction reading `leases` (a claim in flight,
+    a long peek) and holds off every claim behind it. Done once, when the table is new."""
+    first = await make_driver()
+    _, leases = tables(first)
+    async with await psycopg.AsyncConnection.connect(raw.info.dsn) as reader:
+        await reader.execute(f"SELECT count(*) FROM {leases}")  # its transaction stays open
+        await asyncio.wait_for(make_driver(), 10)
+        await reader.rollback()
+
+
 async def test_a_version_1_schema_from_before_bounded_queues_is_upgraded(raw: Raw) -> None:
     """Version 1 first had no `max_length` in `queues`; its drivers added the column at
-    start. The upgrade to version 2 adds it too, or no queue could be declared."""
+    start. The upgrade to version 2 adds it too, or no queue could be declared. It also
+    had an index on (queue, id) named `messages_id`, which every publish paid for: gone,
+    and the name is free for index_message_ids."""
     schema = unique_schema()
     s = f'"{schema}"'
     await raw.execute(V1_DDL.replace("{schema}", s))
     await raw.execute(f"ALTER TABLE {s}.queues DROP COLUMN max_length")
+    await raw.execute(f"CREATE INDEX messages_id ON {s}.messages (queue, id)")
     driver = PostgresDriver(settings(schema=schema, publish_timeout=1.0))
     try:
         await driver.start()
+        assert await rows(raw, "SELECT indexname FROM pg_indexes WHERE schemaname = %s "
+                               "AND indexdef LIKE %s", schema, "%(queue, id)%") == []
         queue = f"q-{uuid.uuid4().hex[:8]}"
         await driver.declare(QueueSpec(queue, {"max_length": 1}))
         await driver.publish(queue, [envelope(0)])

@@ -95,8 +95,6 @@ class PostgresDriver:
         async with pool.connection() as conn, conn.transaction():
             await conn.execute(q.lock, {"name": q.channel})
             await conn.execute(q.ddl)
-            if self.settings.index_message_ids:
-                await conn.execute(q.index_ids)
             found = await (await conn.execute(q.version)).fetchone()
             version = found[0] if found is not None else None
             if version == 1:
@@ -108,6 +106,8 @@ class PostgresDriver:
                     f"postgres schema {q.schema!r} is at version {version}; this relevo "
                     f"knows versions up to {SCHEMA_VERSION}: upgrade relevo"
                 )
+            if self.settings.index_message_ids:  # after an upgrade, which may drop one
+                await conn.execute(q.index_ids)
 
     async def stop(self) -> None:
         for sub in list(self._subscriptions):

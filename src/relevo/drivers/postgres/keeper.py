@@ -68,9 +68,10 @@ class LeaseKeeper:
                 await conn.execute(q.forget_stale, params)
             moved = 0
             while True:
-                cur = await conn.execute(q.reclaim, params)
-                moved += cur.rowcount
-                if not cur.rowcount:  # no expired lease with an open message left
+                found = await (await conn.execute(q.reclaim, params)).fetchone()
+                leases, messages = found if found is not None else (0, 0)
+                moved += messages
+                if leases < RECLAIM_BATCH:
                     break
             if moved:
                 await conn.execute(q.notify, params)

@@ -65,6 +65,7 @@ class Queries:
             DROP INDEX IF EXISTS {s}.messages_ready;
             DROP INDEX IF EXISTS {s}.messages_leased;
             DROP INDEX IF EXISTS {s}.messages_ready_id;
+            DROP INDEX IF EXISTS {s}.messages_id;
             ALTER TABLE {m} DROP COLUMN locked_until, DROP COLUMN locked_by"""
         # index_message_ids: waiting rows by message ID, for peek(after=ID) and
         # remove(ids); publishes pay for it, claims do not.
@@ -214,6 +215,7 @@ class Queries:
             UPDATE {leases} SET until = now() + %(lease_s)s * interval '1 second'
             WHERE id = ANY(%(leases)s) AND token = %(token)s"""
         # Leases that ran out: their holder died (or stalled). Back in place, +1 attempt.
+        # Counts the leases taken (a full batch: there may be more) and messages put back.
         self.reclaim = f"""
             WITH expired AS (
                 DELETE FROM {leases} WHERE id = ANY(ARRAY(
@@ -222,7 +224,11 @@ class Queries:
                     LIMIT %(limit)s
                     FOR UPDATE SKIP LOCKED))
                 RETURNING queue, open, seqs, ids, bodies, headers, attempts, dues
-            ){_back(m, "expired", "1")}"""
+            ),
+            back AS ({_back(m, "expired", "1")}
+                RETURNING 1
+            )
+            SELECT (SELECT count(*) FROM expired), (SELECT count(*) FROM back)"""
 
         self.heartbeat = f"""
             INSERT INTO {s}.consumers (token, queue) VALUES (%(token)s, %(queue)s)

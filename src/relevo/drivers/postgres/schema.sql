@@ -57,11 +57,15 @@ CREATE TABLE IF NOT EXISTS {schema}.leases (
 -- compression) it took out-of-line TOAST chunks and more of the claim's time.
 DO $$
 BEGIN
-    EXECUTE 'ALTER TABLE {schema}.leases
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute
+                   WHERE attrelid = '{schema}.leases'::regclass AND attname = 'bodies'
+                     AND attcompression = 'l') THEN  -- once: ALTER locks the table
+        EXECUTE 'ALTER TABLE {schema}.leases
              ALTER COLUMN seqs SET COMPRESSION lz4, ALTER COLUMN ids SET COMPRESSION lz4,
              ALTER COLUMN bodies SET COMPRESSION lz4, ALTER COLUMN headers SET COMPRESSION lz4,
              ALTER COLUMN attempts SET COMPRESSION lz4, ALTER COLUMN dues SET COMPRESSION lz4';
-EXCEPTION WHEN feature_not_supported OR syntax_error THEN
+    END IF;
+EXCEPTION WHEN feature_not_supported OR syntax_error OR undefined_column THEN
     NULL;  -- built without lz4, or before PostgreSQL 14: the default compression
 END
 $$;

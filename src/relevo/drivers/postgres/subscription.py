@@ -139,7 +139,7 @@ class PostgresSubscription:
                         self._wake.clear()
                         ahead = self.loop.create_task(
                             self._claim_alone(self.settings.claim_batch))
-                        await asyncio.sleep(0)  # its statement goes out first
+                        await asyncio.sleep(0)  # lets its statement go out first
                     self._deliver(rows)
                 if ahead is None and len(rows) < wanted and not self._acks_unwritten():
                     try:
