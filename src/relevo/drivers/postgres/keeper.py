@@ -69,9 +69,9 @@ class LeaseKeeper:
             moved = 0
             while True:
                 found = await (await conn.execute(q.reclaim, params)).fetchone()
-                leases, messages = found if found is not None else (0, 0)
-                moved += messages
-                if leases < RECLAIM_BATCH:
+                expired, put_back = found if found is not None else (0, 0)
+                moved += put_back
+                if expired < RECLAIM_BATCH:
                     break
             if moved:
                 await conn.execute(q.notify, params)
